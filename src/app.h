@@ -1,0 +1,20 @@
+/* The services every protocol session uses, created once by `sarn serve`. */
+#ifndef SARN_APP_H
+#define SARN_APP_H
+
+#include "auth/auth.h"
+#include "config/config.h"
+#include "core/workq.h"
+#include "net/ratelimit.h"
+#include "store/store.h"
+
+struct app {
+	const struct config *cfg;
+	struct store *store;
+	struct auth_db *auth;
+	struct workq *jobs;               /* password hashing */
+	struct ratelimit *auth_fail_ip;   /* failed logins per client address */
+	struct ratelimit *auth_fail_user; /* failed logins per account name */
+};
+
+#endif

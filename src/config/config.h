@@ -1,0 +1,72 @@
+/* Settings: embedded defaults, overridden by an INI file (sarn serve -c FILE).
+ * Every key is listed in docs/CONFIG.md with its default. */
+#ifndef SARN_CONFIG_CONFIG_H
+#define SARN_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/log.h"
+
+enum listener_kind {
+	LISTEN_IMAP,
+	LISTEN_IMAPS,
+	LISTEN_POP3,
+	LISTEN_POP3S,
+	LISTEN_SMTP,
+	LISTEN_SUBMISSION,
+	LISTEN_SUBMISSIONS,
+	LISTEN_LMTP,
+	LISTEN_COUNT
+};
+
+enum plaintext_auth {
+	PLAINTEXT_AUTH_NEVER,    /* only after TLS */
+	PLAINTEXT_AUTH_LOOPBACK, /* after TLS, or on a loopback connection */
+	PLAINTEXT_AUTH_ALWAYS,
+};
+
+struct config {
+	/* [server] */
+	char *data_dir;
+	char *hostname;
+	int workers;        /* 0 = one per core */
+	int auth_threads;   /* job threads for password hashing */
+	enum log_level log_level;
+	/* [tls] */
+	char *tls_cert;     /* NULL = DATA/tls/cert.pem, generated on first start */
+	char *tls_key;
+	/* [listen]: "host:port", "[v6]:port", or NULL when off */
+	char *listen[LISTEN_COUNT];
+	/* [limits] */
+	uint64_t max_message_size;
+	uint32_t max_line_length;
+	uint32_t max_connections;
+	uint32_t max_connections_per_ip;
+	uint32_t max_recipients;
+	uint32_t max_bad_commands;
+	uint32_t pop3_idle_timeout;   /* seconds */
+	uint32_t smtp_idle_timeout;
+	uint32_t auth_fail_delay_ms;  /* base delay after a failed login, doubles per failure */
+	uint32_t auth_max_failures;   /* per address or account in 10 minutes before refusing */
+	/* [auth] */
+	enum plaintext_auth plaintext_auth;
+	/* [pop3] */
+	int pop3_retention_days;      /* default for accounts without their own setting */
+	bool pop3_lock;               /* exclusive maildrop lock ([IN-USE]) */
+};
+
+/* Fills cfg with the embedded defaults. */
+void config_defaults(struct config *cfg);
+/* Loads path over the current values. Returns 0, or -1 with a message in *err_r (caller
+ * frees) naming the line and key. */
+int config_load(struct config *cfg, const char *path, char **err_r);
+void config_free(struct config *cfg);
+
+const char *listener_name(enum listener_kind kind);
+
+/* Finds the data the way every subcommand does: "-c FILE", "--data DIR", else ./sarn-data.
+ * Removes the options it used from argv (updating *argc). 0 ok, -1 error (printed). */
+int config_from_args(struct config *cfg, int *argc, char **argv);
+
+#endif

@@ -1,0 +1,160 @@
+/* DATA: the message streams to a spool blob with dot-unstuffing (RFC 5321 §4.5.2); the
+ * reply comes only after it is durably stored for every recipient. */
+#include "smtp/smtp-private.h"
+
+#include "core/log.h"
+#include "smtp/delivery.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void write_data(struct smtp *s, const unsigned char *p, size_t len)
+{
+	if (len == 0 || s->data_err != STORE_OK)
+		return;
+	s->data_size += len;
+	if (s->data_size > conn_config(s->c)->max_message_size) {
+		s->data_too_big = true;
+		return;
+	}
+	if (!s->data_too_big)
+		s->data_err = store_blob_write(s->blob, p, len);
+}
+
+static void received_header(struct smtp *s, struct buf *b)
+{
+	char date[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	const char *with = s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	buf_printf(b, "Received: from %s (%s)\r\n\tby %s (sarn) with %s%s id %08x",
+		   s->helo, conn_peer_ip(s->c), conn_config(s->c)->hostname, with,
+		   conn_tls_active(s->c) && !s->lmtp ? "S" : "", conn_id(s->c));
+	if (s->nrcpts == 1)
+		buf_printf(b, "\r\n\tfor <%s>", s->rcpts[0].address);
+	buf_printf(b, "; %s\r\n", date);
+}
+
+void smtp_cmd_data(struct smtp *s, char *args)
+{
+	if (args[0] != '\0') {
+		smtp_bad_command(s, "501 5.5.4 DATA takes no arguments");
+		return;
+	}
+	if (!s->have_mail) {
+		smtp_bad_command(s, "503 5.5.1 Send MAIL first");
+		return;
+	}
+	if (s->nrcpts == 0) {
+		smtp_bad_command(s, "554 5.5.1 No valid recipients");
+		return;
+	}
+	enum store_err err = store_blob_begin(s->app->store, &s->blob);
+	if (err != STORE_OK) {
+		smtp_reply(s, "451 4.3.0 Cannot accept the message now, try again later");
+		return;
+	}
+	struct buf hdr = {0};
+	received_header(s, &hdr);
+	s->data_err = store_blob_write(s->blob, hdr.data, hdr.len);
+	buf_free(&hdr);
+	s->data_size = 0;
+	s->data_too_big = false;
+	s->data_bol = true;
+	s->data_prev_cr = false;
+	s->in_data = true;
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void reply_for_error(struct smtp *s, enum store_err err, const char *rcpt)
+{
+	const char *who = rcpt ? rcpt : "";
+	const char *sep = rcpt ? ": " : "";
+	if (err == STORE_NOSPACE || err == STORE_OVERQUOTA)
+		smtp_reply(s, "452 4.3.1 %s%sInsufficient storage, try again later", who, sep);
+	else
+		smtp_reply(s, "451 4.3.0 %s%sLocal delivery failed, try again later", who, sep);
+}
+
+static void end_of_data(struct smtp *s)
+{
+	s->in_data = false;
+	if (s->data_too_big) {
+		smtp_reply(s, "552 5.3.4 Message size exceeds the limit of %llu octets",
+			   (unsigned long long)conn_config(s->c)->max_message_size);
+		smtp_reset_transaction(s);
+		return;
+	}
+	enum store_err err = s->data_err;
+	if (err == STORE_OK)
+		err = store_blob_finish(s->blob);
+	if (s->lmtp) {
+		/* RFC 2033 §4.2: one reply per accepted recipient, in order. */
+		for (size_t i = 0; i < s->nrcpts; i++) {
+			enum store_err e = err;
+			if (e == STORE_OK)
+				e = delivery_local(s->app->store, s->rcpts[i].account, s->blob);
+			if (e == STORE_OK)
+				smtp_reply(s, "250 2.0.0 <%s> Delivered", s->rcpts[i].address);
+			else
+				reply_for_error(s, e, s->rcpts[i].address);
+		}
+	} else {
+		/* SMTP has one reply for all: if any local delivery fails, ask for a retry; the
+		 * recipients already delivered may see it twice (at-least-once), none lose it. */
+		for (size_t i = 0; i < s->nrcpts && err == STORE_OK; i++)
+			err = delivery_local(s->app->store, s->rcpts[i].account, s->blob);
+		if (err == STORE_OK)
+			smtp_reply(s, "250 2.0.0 Message accepted for delivery");
+		else
+			reply_for_error(s, err, NULL);
+	}
+	log_info("sess=%08x event=message from=\"%s\" rcpts=%zu size=%llu result=%s", conn_id(s->c),
+		 s->mail_from, s->nrcpts, (unsigned long long)s->data_size,
+		 err == STORE_OK ? "ok" : store_strerror(err));
+	smtp_reset_transaction(s);
+}
+
+bool smtp_data_input(struct smtp *s)
+{
+	struct buf *in = conn_input(s->c);
+	const unsigned char *p = in->data;
+	size_t len = in->len, i = 0, out = 0;
+	while (i < len) {
+		if (s->data_bol && p[i] == '.') {
+			/* Only CRLF "." CRLF ends the data: bare LF never does (SMTP smuggling). */
+			if (i + 2 >= len) {
+				if (i + 1 < len && p[i + 1] != '\r')
+					goto unstuff;
+				break; /* need more bytes to decide */
+			}
+			if (p[i + 1] == '\r' && p[i + 2] == '\n') {
+				write_data(s, p + out, i - out);
+				buf_consume(in, i + 3);
+				end_of_data(s);
+				return true;
+			}
+		unstuff:
+			write_data(s, p + out, i - out);
+			out = i + 1;
+		}
+		const unsigned char *lf = memchr(p + i, '\n', len - i);
+		if (lf == NULL) {
+			s->data_prev_cr = p[len - 1] == '\r';
+			s->data_bol = false;
+			i = len;
+			break;
+		}
+		size_t j = (size_t)(lf - p);
+		bool cr = j > i ? p[j - 1] == '\r' : (j == i && s->data_prev_cr && !s->data_bol);
+		s->data_bol = cr;
+		s->data_prev_cr = false;
+		i = j + 1;
+	}
+	write_data(s, p + out, i - out);
+	buf_consume(in, i);
+	return false;
+}

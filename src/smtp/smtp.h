@@ -1,0 +1,10 @@
+/* SMTP (RFC 5321) for incoming mail and LMTP (RFC 2033): one engine, two front ends. */
+#ifndef SARN_SMTP_SMTP_H
+#define SARN_SMTP_SMTP_H
+
+#include "net/conn.h"
+
+extern const struct proto smtp_proto;
+extern const struct proto lmtp_proto;
+
+#endif

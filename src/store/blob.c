@@ -1,0 +1,108 @@
+/* Spool blobs: a message is written once to DATA/spool/tmp, fsync'ed, then hard-linked into
+ * each recipient account. */
+#include "store/store-private.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static enum store_err errno_to_store(int e)
+{
+	return (e == ENOSPC || e == EDQUOT) ? STORE_NOSPACE : STORE_TEMP;
+}
+
+enum store_err store_blob_begin(struct store *store, struct store_blob **blob_r)
+{
+	char *id = random_hex(16);
+	char *path = xasprintf("%s/tmp/%s", store->spool_dir, id);
+	free(id);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		log_error("event=blob_create path=%s error=\"%s\"", path, strerror(e));
+		free(path);
+		return errno_to_store(e);
+	}
+	struct store_blob *b = xcalloc(1, sizeof *b);
+	b->store = store;
+	b->path = path;
+	b->fd = fd;
+	*blob_r = b;
+	return STORE_OK;
+}
+
+enum store_err store_blob_write(struct store_blob *b, const void *data, size_t len)
+{
+	if (b->fd < 0 || b->finished)
+		return STORE_INVALID;
+	if (write_full(b->fd, data, len) < 0) {
+		int e = errno;
+		log_error("event=blob_write path=%s error=\"%s\"", b->path, strerror(e));
+		return errno_to_store(e);
+	}
+	const unsigned char *p = data;
+	if (len >= 2) {
+		b->last2[0] = p[len - 2];
+		b->last2[1] = p[len - 1];
+	} else if (len == 1) {
+		b->last2[0] = b->last2[1];
+		b->last2[1] = p[0];
+	}
+	b->size += len;
+	return STORE_OK;
+}
+
+enum store_err store_blob_finish(struct store_blob *b)
+{
+	if (b->finished)
+		return STORE_OK;
+	if (fsync(b->fd) < 0) {
+		int e = errno;
+		log_error("event=blob_fsync path=%s error=\"%s\"", b->path, strerror(e));
+		return errno_to_store(e);
+	}
+	close(b->fd);
+	b->fd = -1;
+	b->finished = true;
+	/* Message parsing (src/mime) hooks in here, once per message: its result is stored with
+	 * the blob row by store_deliver. */
+	return STORE_OK;
+}
+
+uint64_t store_blob_size(const struct store_blob *b)
+{
+	return b->size;
+}
+
+void store_blob_free(struct store_blob **bp)
+{
+	struct store_blob *b = *bp;
+	if (b == NULL)
+		return;
+	if (b->fd >= 0)
+		close(b->fd);
+	unlink(b->path);
+	free(b->path);
+	free(b);
+	*bp = NULL;
+}
+
+bool blob_id_valid(const char *id)
+{
+	size_t n = 0;
+	for (; id[n]; n++)
+		if (!((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'a' && id[n] <= 'f')))
+			return false;
+	return n == 32;
+}
+
+char *blob_path(const char *account_dir, const char *blob_id)
+{
+	return xasprintf("%s/blobs/%.2s/%s", account_dir, blob_id, blob_id);
+}

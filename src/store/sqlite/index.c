@@ -1,0 +1,137 @@
+/* The per-account SQLite index: schema and small helpers. */
+#include "store/store-private.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS mailbox("
+	" id INTEGER PRIMARY KEY,"
+	" name TEXT NOT NULL UNIQUE,"
+	" uidvalidity INTEGER NOT NULL,"
+	" uidnext INTEGER NOT NULL DEFAULT 1,"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1,"
+	" special_use TEXT,"
+	" subscribed INTEGER NOT NULL DEFAULT 1);"
+	"CREATE TABLE IF NOT EXISTS message("
+	" mailbox_id INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" blob TEXT NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" ends_crlf INTEGER NOT NULL,"
+	" internaldate INTEGER NOT NULL,"
+	" flags INTEGER NOT NULL DEFAULT 0,"
+	" keywords TEXT,"
+	" modseq INTEGER NOT NULL,"
+	" savedate INTEGER NOT NULL,"
+	" downloaded INTEGER,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS blob("
+	" id TEXT PRIMARY KEY,"
+	" refs INTEGER NOT NULL,"
+	" size INTEGER NOT NULL,"
+	" parsed BLOB) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS message_blob ON message(blob);";
+
+enum store_err index_err(sqlite3 *db, int rc, const char *what)
+{
+	int base = rc & 0xff;
+	log_error("event=index_error what=%s rc=%d error=\"%s\"", what, rc, sqlite3_errmsg(db));
+	if (base == SQLITE_FULL)
+		return STORE_NOSPACE;
+	if (base == SQLITE_CONSTRAINT)
+		return STORE_EXISTS;
+	return STORE_TEMP;
+}
+
+enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
+{
+	char *path = xasprintf("%s/index.db", dir);
+	sqlite3 *db = NULL;
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	int rc = sqlite3_open_v2(path, &db, flags, NULL);
+	free(path);
+	if (rc != SQLITE_OK) {
+		enum store_err err = (rc == SQLITE_CANTOPEN && !create) ? STORE_NOTFOUND : STORE_TEMP;
+		if (err != STORE_NOTFOUND)
+			log_error("event=index_open dir=%s error=\"%s\"", dir, sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return err;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	/* WAL with synchronous=FULL: a commit is on disk when sqlite3_step returns. */
+	rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
+	if (rc == SQLITE_OK && create)
+		rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		enum store_err err = index_err(db, rc, "open");
+		sqlite3_close(db);
+		return err;
+	}
+	*db_r = db;
+	return STORE_OK;
+}
+
+enum store_err index_begin(sqlite3 *db)
+{
+	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	return rc == SQLITE_OK ? STORE_OK : index_err(db, rc, "begin");
+}
+
+enum store_err index_commit(sqlite3 *db)
+{
+	int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		return STORE_OK;
+	enum store_err err = index_err(db, rc, "commit");
+	index_rollback(db);
+	return err;
+}
+
+void index_rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+enum store_err index_create_mailbox(sqlite3 *db, const char *name, const char *special_use)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db,
+		"INSERT INTO mailbox(name, uidvalidity, special_use) VALUES(?, "
+		" max(?, coalesce((SELECT max(uidvalidity) + 1 FROM mailbox), 0)), ?)",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, "create_mailbox");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint32_t)time(NULL));
+	if (special_use != NULL)
+		sqlite3_bind_text(st, 3, special_use, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		return STORE_EXISTS;
+	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, "create_mailbox");
+}
+
+enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "SELECT id FROM mailbox WHERE name = ?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, "mailbox_id");
+	sqlite3_bind_text(st, 1, name ? name : "INBOX", -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	enum store_err err = STORE_NOTFOUND;
+	if (rc == SQLITE_ROW) {
+		*id_r = sqlite3_column_int64(st, 0);
+		err = STORE_OK;
+	} else if (rc != SQLITE_DONE)
+		err = index_err(db, rc, "mailbox_id");
+	sqlite3_finalize(st);
+	return err;
+}

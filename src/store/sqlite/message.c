@@ -1,0 +1,368 @@
+/* Messages in the SQLite backend: delivery, listing, opening, expunging. */
+#include "store/store-private.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum store_err link_or_copy(const char *from, const char *to)
+{
+	if (link(from, to) == 0)
+		return STORE_OK;
+	if (errno != EXDEV && errno != EPERM)
+		return errno == ENOSPC ? STORE_NOSPACE : STORE_TEMP;
+	/* Spool and store on different filesystems: copy and fsync. */
+	int in = open(from, O_RDONLY | O_CLOEXEC);
+	int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	enum store_err err = (in < 0 || out < 0) ? STORE_TEMP : STORE_OK;
+	char chunk[65536];
+	ssize_t n;
+	while (err == STORE_OK && (n = read(in, chunk, sizeof chunk)) != 0) {
+		if (n < 0 || write_full(out, chunk, (size_t)n) < 0)
+			err = errno == ENOSPC ? STORE_NOSPACE : STORE_TEMP;
+	}
+	if (err == STORE_OK && fsync(out) < 0)
+		err = errno == ENOSPC ? STORE_NOSPACE : STORE_TEMP;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	if (err != STORE_OK)
+		unlink(to);
+	return err;
+}
+
+/* Places the blob file in the account and makes the directory entry durable. */
+static enum store_err place_blob(struct store_account *a, struct store_blob *b, const char *id,
+				 char **path_r)
+{
+	char *path = blob_path(a->dir, id);
+	char *sub = xstrndup(path, (size_t)(strrchr(path, '/') - path));
+	enum store_err err = STORE_OK;
+	if (mkdir(sub, 0700) == 0) {
+		if (fsync_parent_dir(sub) < 0)
+			err = STORE_TEMP;
+	} else if (errno != EEXIST) {
+		err = errno == ENOSPC ? STORE_NOSPACE : STORE_TEMP;
+	}
+	if (err == STORE_OK)
+		err = link_or_copy(b->path, path);
+	if (err == STORE_OK && fsync_parent_dir(path) < 0) {
+		err = STORE_TEMP;
+		unlink(path);
+	}
+	free(sub);
+	if (err != STORE_OK) {
+		log_error("event=blob_place path=%s error=\"%s\"", path, strerror(errno));
+		free(path);
+		return err;
+	}
+	*path_r = path;
+	return STORE_OK;
+}
+
+static enum store_err exec_bind(sqlite3 *db, const char *sql, const char *what, int nargs,
+				const sqlite3_int64 *args, const char *text)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, what);
+	int i = 1;
+	if (text != NULL)
+		sqlite3_bind_text(st, i++, text, -1, SQLITE_STATIC);
+	for (int k = 0; k < nargs; k++)
+		sqlite3_bind_int64(st, i++, args[k]);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, what);
+}
+
+enum store_err store_deliver(struct store_account *a, const char *mailbox, struct store_blob *b,
+			     uint32_t flags, int64_t internaldate, uint32_t *uid_r)
+{
+	if (!b->finished)
+		return STORE_INVALID;
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	char *id = random_hex(16);
+	char *path = NULL;
+	err = place_blob(a, b, id, &path);
+	if (err != STORE_OK) {
+		free(id);
+		return err;
+	}
+	err = index_begin(a->db);
+	sqlite3_stmt *st = NULL;
+	int64_t uid = 0, modseq = 0;
+	if (err == STORE_OK) {
+		int rc = sqlite3_prepare_v2(a->db,
+			"SELECT uidnext, highestmodseq + 1 FROM mailbox WHERE id = ?", -1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, mbox);
+			rc = sqlite3_step(st);
+		}
+		if (rc == SQLITE_ROW) {
+			uid = sqlite3_column_int64(st, 0);
+			modseq = sqlite3_column_int64(st, 1);
+		} else
+			err = index_err(a->db, rc, "deliver_uidnext");
+		sqlite3_finalize(st);
+	}
+	if (err == STORE_OK && uid > UINT32_MAX)
+		err = STORE_LIMIT;
+	int64_t now = (int64_t)time(NULL);
+	if (err == STORE_OK) {
+		sqlite3_int64 args[] = {(sqlite3_int64)b->size};
+		err = exec_bind(a->db, "INSERT INTO blob(id, refs, size) VALUES(?, 1, ?)", "deliver_blob",
+				1, args, id);
+	}
+	if (err == STORE_OK) {
+		bool crlf = b->size >= 2 && b->last2[0] == '\r' && b->last2[1] == '\n';
+		sqlite3_int64 args[] = {mbox, uid, (sqlite3_int64)b->size, crlf,
+					internaldate ? internaldate : now, flags, modseq, now};
+		err = exec_bind(a->db,
+			"INSERT INTO message(blob, mailbox_id, uid, size, ends_crlf, internaldate, flags,"
+			" modseq, savedate) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+			"deliver_message", 8, args, id);
+	}
+	if (err == STORE_OK) {
+		sqlite3_int64 args[] = {uid + 1, modseq, mbox};
+		err = exec_bind(a->db, "UPDATE mailbox SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+				"deliver_mailbox", 3, args, NULL);
+	}
+	if (err == STORE_OK)
+		err = index_commit(a->db);
+	else
+		index_rollback(a->db);
+	if (err != STORE_OK)
+		unlink(path);
+	else if (uid_r != NULL)
+		*uid_r = (uint32_t)uid;
+	free(path);
+	free(id);
+	return err;
+}
+
+enum store_err store_mailbox_info(struct store_account *a, const char *mailbox,
+				  struct store_mailbox_info *info)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(a->db,
+		"SELECT uidvalidity, uidnext, highestmodseq,"
+		" (SELECT count(*) FROM message WHERE mailbox_id = mailbox.id)"
+		" FROM mailbox WHERE name = ?", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(a->db, rc, "mailbox_info");
+	sqlite3_bind_text(st, 1, mailbox ? mailbox : "INBOX", -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	enum store_err err = STORE_NOTFOUND;
+	if (rc == SQLITE_ROW) {
+		info->uidvalidity = (uint32_t)sqlite3_column_int64(st, 0);
+		info->uidnext = (uint32_t)sqlite3_column_int64(st, 1);
+		info->highestmodseq = (uint64_t)sqlite3_column_int64(st, 2);
+		info->messages = (uint32_t)sqlite3_column_int64(st, 3);
+		err = STORE_OK;
+	} else if (rc != SQLITE_DONE)
+		err = index_err(a->db, rc, "mailbox_info");
+	sqlite3_finalize(st);
+	return err;
+}
+
+enum store_err store_mailbox_messages(struct store_account *a, const char *mailbox,
+				      struct store_msg **msgs_r, size_t *count_r)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(a->db,
+		"SELECT uid, flags, size, ends_crlf, internaldate, coalesce(downloaded, 0), modseq"
+		" FROM message WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(a->db, rc, "mailbox_messages");
+	sqlite3_bind_int64(st, 1, mbox);
+	struct store_msg *msgs = NULL;
+	size_t n = 0, cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			msgs = xrealloc(msgs, cap * sizeof *msgs);
+		}
+		struct store_msg *m = &msgs[n++];
+		m->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		m->flags = (uint32_t)sqlite3_column_int64(st, 1);
+		m->size = (uint64_t)sqlite3_column_int64(st, 2);
+		m->ends_in_crlf = sqlite3_column_int(st, 3) != 0;
+		m->internaldate = sqlite3_column_int64(st, 4);
+		m->downloaded = sqlite3_column_int64(st, 5);
+		m->modseq = (uint64_t)sqlite3_column_int64(st, 6);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(msgs);
+		return index_err(a->db, rc, "mailbox_messages");
+	}
+	*msgs_r = msgs;
+	*count_r = n;
+	return STORE_OK;
+}
+
+/* The blob id of a message, or STORE_EXPUNGED. */
+static enum store_err message_blob(struct store_account *a, int64_t mbox, uint32_t uid,
+				   char **id_r)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(a->db, "SELECT blob FROM message WHERE mailbox_id = ? AND uid = ?",
+				    -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(a->db, rc, "message_blob");
+	sqlite3_bind_int64(st, 1, mbox);
+	sqlite3_bind_int64(st, 2, uid);
+	rc = sqlite3_step(st);
+	enum store_err err = STORE_EXPUNGED;
+	if (rc == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		if (id != NULL && blob_id_valid(id)) {
+			*id_r = xstrdup(id);
+			err = STORE_OK;
+		} else
+			err = STORE_TEMP;
+	} else if (rc != SQLITE_DONE)
+		err = index_err(a->db, rc, "message_blob");
+	sqlite3_finalize(st);
+	return err;
+}
+
+enum store_err store_msg_open(struct store_account *a, const char *mailbox, uint32_t uid, int *fd_r)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	char *id = NULL;
+	if (err == STORE_OK)
+		err = message_blob(a, mbox, uid, &id);
+	if (err != STORE_OK)
+		return err;
+	char *path = blob_path(a->dir, id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		log_error("event=msg_open path=%s error=\"%s\"", path, strerror(errno));
+		err = errno == ENOENT ? STORE_EXPUNGED : STORE_TEMP;
+	}
+	free(path);
+	free(id);
+	*fd_r = fd;
+	return err;
+}
+
+enum store_err store_expunge(struct store_account *a, const char *mailbox, const uint32_t *uids,
+			     size_t count)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	err = index_begin(a->db);
+	char **unlink_ids = xcalloc(count + 1, sizeof *unlink_ids);
+	size_t nunlink = 0;
+	for (size_t i = 0; err == STORE_OK && i < count; i++) {
+		char *id = NULL;
+		enum store_err e = message_blob(a, mbox, uids[i], &id);
+		if (e == STORE_EXPUNGED)
+			continue; /* already gone: expunging twice is not an error */
+		err = e;
+		if (err != STORE_OK)
+			break;
+		sqlite3_int64 key[] = {mbox, uids[i]};
+		err = exec_bind(a->db, "DELETE FROM message WHERE mailbox_id = ? AND uid = ?",
+				"expunge_message", 2, key, NULL);
+		if (err == STORE_OK)
+			err = exec_bind(a->db, "UPDATE blob SET refs = refs - 1 WHERE id = ?",
+					"expunge_blob", 0, NULL, id);
+		if (err == STORE_OK)
+			err = exec_bind(a->db, "DELETE FROM blob WHERE id = ? AND refs <= 0",
+					"expunge_blob_free", 0, NULL, id);
+		if (err == STORE_OK && sqlite3_changes(a->db) > 0)
+			unlink_ids[nunlink++] = id;
+		else
+			free(id);
+	}
+	if (err == STORE_OK) {
+		sqlite3_int64 args[] = {mbox};
+		err = exec_bind(a->db, "UPDATE mailbox SET highestmodseq = highestmodseq + 1 WHERE id = ?",
+				"expunge_modseq", 1, args, NULL);
+	}
+	if (err == STORE_OK)
+		err = index_commit(a->db);
+	else
+		index_rollback(a->db);
+	/* Files go after the commit; a crash in between leaves orphans that recovery removes. */
+	for (size_t i = 0; i < nunlink; i++) {
+		if (err == STORE_OK) {
+			char *path = blob_path(a->dir, unlink_ids[i]);
+			unlink(path);
+			free(path);
+		}
+		free(unlink_ids[i]);
+	}
+	free(unlink_ids);
+	return err;
+}
+
+enum store_err store_mark_downloaded(struct store_account *a, const char *mailbox, uint32_t uid,
+				     int64_t when)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	sqlite3_int64 args[] = {when, mbox, uid};
+	return exec_bind(a->db,
+		"UPDATE message SET downloaded = ? WHERE mailbox_id = ? AND uid = ?"
+		" AND coalesce(downloaded, 0) = 0", "mark_downloaded", 3, args, NULL);
+}
+
+enum store_err store_expire_downloaded(struct store_account *a, const char *mailbox, int64_t before,
+				       size_t *count_r)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(a->db,
+		"SELECT uid FROM message WHERE mailbox_id = ? AND downloaded > 0 AND downloaded < ?",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(a->db, rc, "expire");
+	sqlite3_bind_int64(st, 1, mbox);
+	sqlite3_bind_int64(st, 2, before);
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uids = xrealloc(uids, cap * sizeof *uids);
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		err = index_err(a->db, rc, "expire");
+	else if (n > 0)
+		err = store_expunge(a, mailbox, uids, n);
+	free(uids);
+	*count_r = err == STORE_OK ? n : 0;
+	return err;
+}

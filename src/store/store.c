@@ -1,0 +1,244 @@
+#include "store/store-private.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *store_strerror(enum store_err err)
+{
+	switch (err) {
+	case STORE_OK: return "ok";
+	case STORE_TEMP: return "temporary failure";
+	case STORE_NOTFOUND: return "not found";
+	case STORE_EXISTS: return "already exists";
+	case STORE_PERM: return "not permitted";
+	case STORE_OVERQUOTA: return "quota exceeded";
+	case STORE_NOSPACE: return "disk full";
+	case STORE_LIMIT: return "limit exceeded";
+	case STORE_EXPUNGED: return "message was expunged";
+	case STORE_INUSE: return "in use by another session";
+	case STORE_INVALID: return "invalid name or argument";
+	}
+	return "unknown error";
+}
+
+enum store_err store_open(const char *data_dir, struct store **store_r)
+{
+	struct store *s = xcalloc(1, sizeof *s);
+	s->data_dir = xstrdup(data_dir);
+	s->mail_dir = xasprintf("%s/mail", data_dir);
+	s->spool_dir = xasprintf("%s/spool", data_dir);
+	s->writers_fd = -1;
+	char *tmp = xasprintf("%s/tmp", s->spool_dir);
+	int r = mkdir_p(s->mail_dir, 0700) | mkdir_p(tmp, 0700);
+	free(tmp);
+	char *lock = xasprintf("%s/writers.lock", data_dir);
+	if (r == 0)
+		s->writers_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(lock);
+	if (r < 0 || s->writers_fd < 0 || flock(s->writers_fd, LOCK_SH) < 0) {
+		log_error("event=store_open dir=%s error=\"%s\"", data_dir, strerror(errno));
+		store_close(&s);
+		return STORE_TEMP;
+	}
+	*store_r = s;
+	return STORE_OK;
+}
+
+void store_close(struct store **sp)
+{
+	struct store *s = *sp;
+	if (s == NULL)
+		return;
+	if (s->writers_fd >= 0)
+		close(s->writers_fd);
+	free(s->data_dir);
+	free(s->mail_dir);
+	free(s->spool_dir);
+	free(s);
+	*sp = NULL;
+}
+
+static bool path_part_ok(const char *p, size_t len)
+{
+	if (len == 0 || len > 255 || p[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c <= 0x20 || c >= 0x7f || c == '/' || c == '\\')
+			return false;
+	}
+	return true;
+}
+
+char *store_account_dir(struct store *store, const char *account)
+{
+	const char *at = strrchr(account, '@');
+	if (at == NULL || strchr(account, '@') != at)
+		return NULL;
+	size_t local_len = (size_t)(at - account);
+	if (!path_part_ok(account, local_len) || !path_part_ok(at + 1, strlen(at + 1)))
+		return NULL;
+	char *local = xstrndup(account, local_len);
+	char *domain = xstrdup(at + 1);
+	ascii_lower(local);
+	ascii_lower(domain);
+	char *dir = xasprintf("%s/%s/%s", store->mail_dir, domain, local);
+	free(local);
+	free(domain);
+	return dir;
+}
+
+static const struct {
+	const char *name;
+	const char *special_use;
+} default_mailboxes[] = {
+	{"INBOX", NULL},
+	{"Sent", "\\Sent"},
+	{"Drafts", "\\Drafts"},
+	{"Trash", "\\Trash"},
+	{"Junk", "\\Junk"},
+	{"Archive", "\\Archive"},
+};
+
+enum store_err store_account_create(struct store *store, const char *account)
+{
+	char *dir = store_account_dir(store, account);
+	if (dir == NULL)
+		return STORE_INVALID;
+	char *blobs = xasprintf("%s/blobs", dir);
+	enum store_err err = STORE_OK;
+	sqlite3 *db = NULL;
+	if (mkdir_p(blobs, 0700) < 0) {
+		log_error("event=account_create dir=%s error=\"%s\"", blobs, strerror(errno));
+		err = errno == ENOSPC ? STORE_NOSPACE : STORE_TEMP;
+		goto out;
+	}
+	err = index_open(dir, true, &db);
+	if (err != STORE_OK)
+		goto out;
+	err = index_begin(db);
+	for (size_t i = 0; err == STORE_OK && i < sizeof default_mailboxes / sizeof default_mailboxes[0]; i++) {
+		err = index_create_mailbox(db, default_mailboxes[i].name, default_mailboxes[i].special_use);
+		if (err == STORE_EXISTS)
+			err = STORE_OK;
+	}
+	if (err == STORE_OK)
+		err = index_commit(db);
+	else
+		index_rollback(db);
+out:
+	sqlite3_close(db);
+	free(blobs);
+	free(dir);
+	return err;
+}
+
+static int remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	int r = 0;
+	DIR *d = opendir(path);
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			char *child = xasprintf("%s/%s", path, de->d_name);
+			r |= remove_tree(child);
+			free(child);
+		}
+		closedir(d);
+	}
+	return r | rmdir(path);
+}
+
+enum store_err store_account_delete(struct store *store, const char *account)
+{
+	char *dir = store_account_dir(store, account);
+	if (dir == NULL)
+		return STORE_INVALID;
+	struct stat st;
+	enum store_err err = STORE_OK;
+	if (stat(dir, &st) < 0)
+		err = STORE_NOTFOUND;
+	else if (remove_tree(dir) < 0)
+		err = STORE_TEMP;
+	free(dir);
+	return err;
+}
+
+enum store_err store_account_open(struct store *store, const char *account,
+				  struct store_account **acct_r)
+{
+	char *dir = store_account_dir(store, account);
+	if (dir == NULL)
+		return STORE_INVALID;
+	sqlite3 *db = NULL;
+	enum store_err err = index_open(dir, false, &db);
+	if (err != STORE_OK) {
+		free(dir);
+		return err;
+	}
+	struct store_account *a = xcalloc(1, sizeof *a);
+	a->store = store;
+	a->name = xstrdup(account);
+	a->dir = dir;
+	a->db = db;
+	a->pop3_lock_fd = -1;
+	*acct_r = a;
+	return STORE_OK;
+}
+
+void store_account_close(struct store_account **ap)
+{
+	struct store_account *a = *ap;
+	if (a == NULL)
+		return;
+	store_pop3_unlock(a);
+	sqlite3_close(a->db);
+	free(a->name);
+	free(a->dir);
+	free(a);
+	*ap = NULL;
+}
+
+/* flock locks belong to the open file description, so two sessions of one process
+ * exclude each other just as two processes do. */
+enum store_err store_pop3_lock(struct store_account *a)
+{
+	if (a->pop3_lock_fd >= 0)
+		return STORE_OK;
+	char *path = xasprintf("%s/pop3.lock", a->dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0)
+		return STORE_TEMP;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		close(fd);
+		return errno == EWOULDBLOCK ? STORE_INUSE : STORE_TEMP;
+	}
+	a->pop3_lock_fd = fd;
+	return STORE_OK;
+}
+
+void store_pop3_unlock(struct store_account *a)
+{
+	if (a->pop3_lock_fd >= 0) {
+		close(a->pop3_lock_fd);
+		a->pop3_lock_fd = -1;
+	}
+}
