@@ -39,8 +39,8 @@ static void finish(void *arg)
 		log_info("sess=%08x event=login user=\"%s\" result=%s", conn_id(c), j->user,
 			 j->result == LOGIN_OK ? "ok" : j->result == LOGIN_THROTTLED ? "throttled"
 				: j->result == LOGIN_TEMPFAIL ? "tempfail" : "failed");
-		conn_resume(c);
 		j->done(j->sess, j->result, j->account);
+		conn_resume(c); /* also processes pipelined input and flushes the reply */
 	}
 	conn_unref(c);
 	job_free(j);

@@ -73,51 +73,53 @@ static bool parse_phrase(struct addr_ctx *ctx, struct buf *out)
 	}
 }
 
-static bool parse_domain(struct addr_ctx *ctx, struct mime_address *a)
+static void parse_domain(struct addr_ctx *ctx, struct mime_address *a)
 {
 	/* after '@' */
 	ctx->lx.p++;
 	buf_clear(&ctx->str);
 	rfc822_skip_cfws(&ctx->lx);
-	bool ok;
 	if (at(ctx, '['))
-		ok = rfc822_parse_domain_literal(&ctx->lx, &ctx->str);
+		rfc822_parse_domain_literal(&ctx->lx, &ctx->str);
 	else
-		ok = rfc822_parse_dot_atom(&ctx->lx, &ctx->str);
+		rfc822_parse_dot_atom(&ctx->lx, &ctx->str);
 	a->domain = buf_strdup(&ctx->str);
-	buf_clear(&ctx->comment);
-	ctx->lx.comment = &ctx->comment;
 	rfc822_skip_cfws(&ctx->lx);
-	ctx->lx.comment = NULL;
-	return ok;
 }
 
-/* addr-spec = local-part "@" domain, with Dovecot's fallbacks. Returns false when the
- * syntax was broken. */
-static bool parse_addr_spec(struct addr_ctx *ctx, struct mime_address *a, bool in_angle)
+/* addr-spec = local-part "@" domain, outside angle brackets, with Dovecot's
+ * fallbacks for what is not an addr-spec. Returns false when the syntax was broken. */
+static bool parse_addr_spec(struct addr_ctx *ctx, struct mime_address *a)
 {
-	bool ok = true, quoted = at(ctx, '"'), had_domain = false;
+	bool quoted = at(ctx, '"');
+	bool ok;
 
 	buf_clear(&ctx->str);
 	buf_clear(&ctx->comment);
 	ctx->lx.comment = &ctx->comment;
 	if (quoted)
-		rfc822_parse_quoted(&ctx->lx, &ctx->str);
-	else if (!rfc822_parse_dot_atom(&ctx->lx, &ctx->str))
-		ok = false;
+		ok = rfc822_parse_quoted(&ctx->lx, &ctx->str);
+	else
+		ok = rfc822_parse_dot_atom(&ctx->lx, &ctx->str);
 	rfc822_skip_cfws(&ctx->lx);
-	ctx->lx.comment = NULL;
 	if (ok || quoted)
 		a->mailbox = buf_strdup(&ctx->str);
-	if ((ok || quoted) && at(ctx, '@')) {
-		had_domain = true;
-		if (!parse_domain(ctx, a))
+	bool had_domain = at(ctx, '@');
+	if (had_domain) {
+		parse_domain(ctx, a);
+		if (a->domain[0] == '\0')
 			ok = false;
 	}
-	if (ctx->comment.len > 0 && !in_angle) {
+	ctx->lx.comment = NULL;
+	if (ctx->comment.len > 0) {
+		/* obsolete "user@domain (Display Name)" */
 		a->name = buf_strdup(&ctx->comment);
-	} else if (!had_domain && (ok || quoted) && !in_angle) {
-		/* "user" alone is a mailbox; "user more words" is a display name. */
+	} else if (!had_domain) {
+		/* "user" alone is a mailbox without domain; "user more words" is a
+		 * display name without address */
+		buf_clear(&ctx->str);
+		if (a->mailbox != NULL)
+			buf_append_str(&ctx->str, a->mailbox);
 		size_t before = ctx->str.len;
 		buf_append(&ctx->str, " ", 1);
 		parse_phrase(ctx, &ctx->str);
@@ -125,21 +127,21 @@ static bool parse_addr_spec(struct addr_ctx *ctx, struct mime_address *a, bool i
 			free(a->mailbox);
 			a->mailbox = NULL;
 			a->name = buf_strdup(&ctx->str);
+		} else if (!quoted) {
+			a->domain = xstrdup("");
 		}
-		ok = false;
-	} else if (!had_domain) {
 		ok = false;
 	}
 	return ok;
 }
 
-/* "<" [obs-route] addr-spec ">" */
+/* "<" [obs-route] addr-spec ">". Returns false on a syntax error. */
 static bool parse_angle_addr(struct addr_ctx *ctx, struct mime_address *a)
 {
 	ctx->lx.p++;
 	rfc822_skip_cfws(&ctx->lx);
 	if (at(ctx, '@')) {
-		/* obs-route = obs-domain-list ":" */
+		/* obs-route = obs-domain-list ":" (RFC 5322 §4.4) */
 		struct buf route = {0};
 		while (at(ctx, '@') || at(ctx, ',')) {
 			if (at(ctx, ',')) {
@@ -167,17 +169,23 @@ static bool parse_angle_addr(struct addr_ctx *ctx, struct mime_address *a)
 		buf_free(&route);
 		rfc822_skip_cfws(&ctx->lx);
 	}
-	bool ok = true;
 	if (!at(ctx, '>')) {
-		if (at_end(ctx))
-			return false;
-		ok = parse_addr_spec(ctx, a, true);
+		buf_clear(&ctx->str);
+		if (at(ctx, '"')) {
+			rfc822_parse_quoted(&ctx->lx, &ctx->str);
+			a->mailbox = buf_strdup(&ctx->str);
+		} else if (rfc822_parse_dot_atom(&ctx->lx, &ctx->str)) {
+			a->mailbox = buf_strdup(&ctx->str);
+		}
+		rfc822_skip_cfws(&ctx->lx);
+		if (at(ctx, '@'))
+			parse_domain(ctx, a);
 		if (!at(ctx, '>'))
 			return false;
 	}
 	ctx->lx.p++;
 	rfc822_skip_cfws(&ctx->lx);
-	return ok;
+	return true;
 }
 
 static void fill_missing(struct addr_ctx *ctx, struct mime_address *a)
@@ -192,7 +200,7 @@ static void fill_missing(struct addr_ctx *ctx, struct mime_address *a)
 	}
 }
 
-/* mailbox = name-addr / addr-spec. Returns false if nothing could be parsed. */
+/* mailbox = name-addr / addr-spec. Returns false if the syntax was broken. */
 static bool parse_mailbox(struct addr_ctx *ctx)
 {
 	const unsigned char *start = ctx->lx.p;
@@ -200,15 +208,19 @@ static bool parse_mailbox(struct addr_ctx *ctx)
 	bool ok;
 
 	buf_clear(&ctx->str);
-	bool phrase = parse_phrase(ctx, &ctx->str);
-	if (at(ctx, '<') && (phrase || ctx->str.len == 0)) {
+	parse_phrase(ctx, &ctx->str);
+	if (at(ctx, '<')) {
 		if (ctx->str.len > 0)
 			a->name = buf_strdup(&ctx->str);
 		ok = parse_angle_addr(ctx, a);
+		if (!ok) {
+			free(a->domain);
+			a->domain = xstrdup("SYNTAX_ERROR");
+		}
 	} else {
 		ctx->lx.p = start;
 		rfc822_skip_cfws(&ctx->lx);
-		ok = parse_addr_spec(ctx, a, false);
+		ok = parse_addr_spec(ctx, a);
 	}
 	a->invalid = !ok;
 	fill_missing(ctx, a);
@@ -229,6 +241,7 @@ static bool parse_group(struct addr_ctx *ctx)
 	ctx->lx.p++;
 	struct mime_address *g = add_address(ctx);
 	g->mailbox = buf_strdup(&ctx->str);
+	g->group_start = true;
 	rfc822_skip_cfws(&ctx->lx);
 	bool ok = true;
 	if (!at_end(ctx) && !at(ctx, ';')) {
@@ -252,7 +265,7 @@ static bool parse_group(struct addr_ctx *ctx)
 	} else {
 		g->invalid = true;
 	}
-	add_address(ctx); /* group end: all NIL */
+	add_address(ctx)->group_end = true; /* group end: all NIL */
 	return true;
 }
 
@@ -266,16 +279,15 @@ struct mime_address *mime_address_parse(const char *s, size_t len, bool fill)
 	ctx.tail = &ctx.head;
 
 	if (rfc822_skip_cfws(&ctx.lx)) {
+		/* address-list = address *("," address); parsing stops at anything
+		 * else, and an empty element is an address with nothing in it */
 		for (unsigned int n = 0; n < 10000; n++) {
 			if (!parse_group(&ctx))
 				parse_mailbox(&ctx);
 			if (!at(&ctx, ','))
 				break;
 			ctx.lx.p++;
-			/* obs-addr-list: empty elements between commas */
-			while (rfc822_skip_cfws(&ctx.lx) && at(&ctx, ','))
-				ctx.lx.p++;
-			if (at_end(&ctx))
+			if (!rfc822_skip_cfws(&ctx.lx))
 				break;
 		}
 	}

@@ -27,7 +27,7 @@ bool rfc822_is_ttext(unsigned char c);
 /* Appends an atom; returns false if none is there. */
 bool rfc822_parse_atom(struct rfc822_lexer *lx, struct buf *out);
 /* Appends the contents of a quoted string (unescaped, folding removed). An unterminated
- * string runs to the end. Returns false if not at '"'. */
+ * string runs to the end and returns false, as does a missing '"'. */
 bool rfc822_parse_quoted(struct rfc822_lexer *lx, struct buf *out);
 /* dot-atom allowing obsolete CFWS around dots; appends it. */
 bool rfc822_parse_dot_atom(struct rfc822_lexer *lx, struct buf *out);
@@ -55,6 +55,8 @@ struct mime_address {
 	char *mailbox;   /* local part; group name at group start; NULL at group end */
 	char *domain;    /* NULL at group start and end */
 	bool invalid;    /* syntax could not be fully parsed */
+	bool group_start;
+	bool group_end;
 };
 
 /* Parses an address-list. With fill_missing, absent local parts and domains are
@@ -133,6 +135,11 @@ uint32_t mime_result_add_part(struct mime_result *res);
 
 /* ---- envelope.c: per-entity header data and ENVELOPE / BODYSTRUCTURE writers ---- */
 
+struct mime_hdr_addrs {
+	char **values;
+	unsigned int count;
+};
+
 /* Header fields of one entity kept while its body is parsed. */
 struct mime_entity_hdr {
 	/* Content-Type */
@@ -145,9 +152,10 @@ struct mime_entity_hdr {
 	char *disposition;
 	struct mime_params disposition_params;
 	char **language;     /* NULL-terminated list, NULL if absent */
+	bool mime_version;   /* a MIME-Version field was seen */
 	/* Envelope fields (messages only), raw values without the leading whitespace. */
 	char *date, *subject, *message_id, *in_reply_to, *references;
-	char *from, *sender, *reply_to, *to, *cc, *bcc;
+	struct mime_hdr_addrs from, sender, reply_to, to, cc, bcc;
 };
 
 void mime_entity_hdr_free(struct mime_entity_hdr *h);
@@ -155,6 +163,9 @@ void mime_entity_hdr_free(struct mime_entity_hdr *h);
 void mime_entity_hdr_field(struct mime_entity_hdr *h, const char *name, size_t name_len,
 			   const char *value, size_t value_len, bool is_message,
 			   const struct mime_limits *limits);
+/* At the end of a message header: without MIME-Version and Content-Type the message
+ * is not MIME (RFC 2045 §4), so its other Content-* fields are dropped. */
+void mime_entity_hdr_end(struct mime_entity_hdr *h, bool is_message);
 /* Writes the ENVELOPE list (with parentheses). */
 void mime_envelope_write(struct buf *out, const struct mime_entity_hdr *h);
 /* Fills the sort fields from a message header. */

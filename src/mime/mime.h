@@ -210,4 +210,9 @@ enum mime_encoding mime_encoding_parse(const char *value, size_t len);
  * valid UTF-8 are taken as Latin-1 (they are still made valid UTF-8). */
 char *mime_decode_header(const char *value, size_t len);
 
+/* Decodes a Content-Type / Content-Disposition parameter value as BODYSTRUCTURE sends
+ * it to UTF-8: "name*" values are RFC 2231 charset'language'%XX text; other values get
+ * RFC 2047 decoding (common in filenames, though not standard). */
+char *mime_param_decode(const char *name, const char *value);
+
 #endif

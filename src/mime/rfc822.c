@@ -98,29 +98,31 @@ bool rfc822_parse_quoted(struct rfc822_lexer *lx, struct buf *out)
 			continue; /* RFC 5322 §3.2.4: folding is not part of the content */
 		buf_append(out, &c, 1);
 	}
-	return true;
+	return false; /* unterminated */
 }
 
 bool rfc822_parse_dot_atom(struct rfc822_lexer *lx, struct buf *out)
 {
-	if (!rfc822_parse_atom(lx, out))
-		return false;
+	/* Lenient: leading, trailing and repeated dots are taken as written ("a..b",
+	 * ".a", "a."), as mailers produce them; CFWS may surround dots (obs-domain). */
+	bool any = false, last_dot = false;
 	for (;;) {
+		if (lx->p < lx->end && *lx->p == '.') {
+			buf_append(out, ".", 1);
+			lx->p++;
+			last_dot = true;
+		} else if (rfc822_parse_atom(lx, out)) {
+			last_dot = false;
+		} else {
+			return any;
+		}
+		any = true;
 		const unsigned char *save = lx->p;
 		rfc822_skip_cfws(lx);
-		if (lx->p >= lx->end || *lx->p != '.') {
-			lx->p = save;
-			return true;
-		}
-		lx->p++;
-		buf_append(out, ".", 1);
-		save = lx->p;
-		rfc822_skip_cfws(lx);
-		if (!rfc822_parse_atom(lx, out)) {
-			/* trailing dot, obsolete but seen */
-			lx->p = save;
-			return true;
-		}
+		if (lx->p < lx->end && (*lx->p == '.' || (last_dot && rfc822_is_atext(*lx->p))))
+			continue;
+		lx->p = save;
+		return true;
 	}
 }
 

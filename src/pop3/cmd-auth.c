@@ -136,15 +136,12 @@ static void login_done(void *sess, enum login_result result, const char *account
 		break;
 	case LOGIN_FAILED:
 		pop3_bad_command(p, "[AUTH] Invalid user name or password");
-		pop3_input(p);
 		return;
 	case LOGIN_THROTTLED:
 		pop3_reply_err(p, "[AUTH] Too many failed logins; try again later");
-		pop3_input(p);
 		return;
 	case LOGIN_TEMPFAIL:
 		pop3_reply_err(p, "[SYS/TEMP] Account database unavailable; try again later");
-		pop3_input(p);
 		return;
 	}
 	p->account = xstrdup(account);
@@ -160,7 +157,6 @@ static void login_done(void *sess, enum login_result result, const char *account
 		free(p->msgs);
 		p->msgs = NULL;
 		p->nmsgs = 0;
-		pop3_input(p);
 		return;
 	}
 	uint64_t total = 0;
@@ -169,7 +165,6 @@ static void login_done(void *sess, enum login_result result, const char *account
 	p->state = POP3_TRANSACTION;
 	pop3_reply_ok(p, "Logged in; %zu messages (%llu octets)", p->nmsgs,
 		      (unsigned long long)total);
-	pop3_input(p);
 }
 
 static void start_login(struct pop3 *p, const char *user, const char *pass)

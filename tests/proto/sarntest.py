@@ -28,7 +28,7 @@ DEFAULT_USERS = {
 HOSTNAME = "mx.sarn.test"
 ALL_LISTENERS = ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions", "lmtp")
 DEFAULT_LISTENERS = ("pop3", "pop3s", "smtp", "lmtp")
-TIMEOUT = 15  # seconds for any single client operation
+TIMEOUT = float(os.environ.get("SARN_TEST_IO_TIMEOUT", "15"))  # seconds per client operation
 
 EX_NOUSER = 67
 EX_TEMPFAIL = 75

@@ -33,7 +33,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sarn-test-auth-XXXXXX");
+	snprintf(f->dir, sizeof f->dir, "%s", "/tmp/sarn-test-auth-XXXXXX");
 	if (mkdtemp(f->dir) == NULL || auth_db_open(f->dir, &f->db) < 0) {
 		free(f);
 		return -1;
@@ -129,7 +129,7 @@ static void test_address_valid(void **state)
 		"<alice@example.com>",
 		"al[ice@example.com",
 		"al]ice@example.com",
-		"al\x7f" "ice@example.com",
+		"al\x7f@example.com",
 		"al\x01ice@example.com",
 		"\xc3\xa4lice@example.com", /* non-ASCII */
 		"alice@exa mple.com",
