@@ -161,19 +161,21 @@ const struct mime_part *mime_result_find(const struct mime_result *res, const ui
 		if (path[i] == 0)
 			return NULL;
 		const struct mime_part *p = &res->parts[cur];
+		bool in_message = i == 0;
 		if (i > 0 && p->kind == MIME_PART_MESSAGE) {
 			/* into the message of a message/rfc822 part */
 			cur = p->first_child;
 			if (cur == MIME_NO_PART)
 				return NULL;
 			p = &res->parts[cur];
+			in_message = true;
 		}
 		if (p->kind == MIME_PART_MULTIPART) {
 			cur = nth_child(res, p, path[i]);
 			if (cur == MIME_NO_PART)
 				return NULL;
-		} else if (path[i] != 1) {
-			/* a non-multipart has only part 1: itself */
+		} else if (path[i] != 1 || !in_message) {
+			/* a message that is not multipart has only part 1: its body */
 			return NULL;
 		}
 	}

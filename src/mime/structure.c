@@ -485,9 +485,13 @@ static void setup_entity(struct mime_parser *mp, struct entity *e)
 static int find_boundary(struct mime_parser *mp, const unsigned char *line, size_t len,
 			 bool *is_end)
 {
-	if (len < 2 || line[0] != '-' || line[1] != '-' || !mp->any_boundary ||
-	    mp->res->part_count >= mp->limits.max_parts)
+	if (len < 2 || line[0] != '-' || line[1] != '-' || !mp->any_boundary)
 		return -1;
+	if (mp->res->part_count >= mp->limits.max_parts) {
+		/* no more parts: boundaries are not looked for any more (as Dovecot) */
+		mp->res->truncated = true;
+		return -1;
+	}
 	line += 2;
 	len -= 2;
 	int best = -1;
@@ -620,8 +624,7 @@ static void new_line(struct mime_parser *mp)
 static void try_decide(struct mime_parser *mp, bool complete)
 {
 	size_t n = mp->lp_len;
-	if (!mp->any_boundary || mp->res->part_count >= mp->limits.max_parts ||
-	    (n >= 1 && mp->lp[0] != '-') || (n >= 2 && mp->lp[1] != '-')) {
+	if (!mp->any_boundary || (n >= 1 && mp->lp[0] != '-') || (n >= 2 && mp->lp[1] != '-')) {
 		line_is_content(mp);
 		return;
 	}

@@ -82,6 +82,9 @@ void pop3_cmd_top(struct pop3 *p, char *args);
 
 /* Parses a message-number argument; replies and returns NULL if bad or deleted. */
 struct pop3_msg *pop3_arg_single(struct pop3 *p, const char *args, uint32_t *msgno_r);
+/* Copies message bytes to out with dot-stuffing; for TOP stops after the requested body
+ * lines and returns false. Resumable across chunks (state in r). */
+bool pop3_stuff(struct pop3_retr *r, const unsigned char *in, size_t len, struct buf *out);
 /* Streams more of the current RETR/TOP; returns true when it has finished. */
 bool pop3_retr_continue(struct pop3 *p);
 void pop3_retr_abort(struct pop3 *p);

@@ -61,7 +61,7 @@ static void finish(struct pop3 *p, bool complete)
 
 /* Copies in[0..len) to out, dot-stuffing and, for TOP, stopping after the body lines.
  * Returns false when TOP has sent all it should. */
-static bool stuff(struct pop3_retr *r, const unsigned char *in, size_t len, struct buf *out)
+bool pop3_stuff(struct pop3_retr *r, const unsigned char *in, size_t len, struct buf *out)
 {
 	size_t start = 0;
 	for (size_t i = 0; i < len; i++) {
@@ -116,7 +116,7 @@ bool pop3_retr_continue(struct pop3 *p)
 			return true;
 		}
 		struct buf out = {0};
-		bool more = stuff(r, chunk, (size_t)n, &out);
+		bool more = pop3_stuff(r, chunk, (size_t)n, &out);
 		conn_write(p->c, out.data, out.len);
 		buf_free(&out);
 		if (!more) {

@@ -35,7 +35,7 @@ void smtp_cmd_helo(struct smtp *s, const char *verb, char *args)
 
 /* Parses "FROM:<path> params" or "TO:<path> params" in place. Source routes
  * (RFC 5321 §4.1.1.3) are dropped; a quoted local part is unquoted. Returns 0, or -1. */
-static int parse_path(char *args, const char *prefix, char **addr_r, char **params_r)
+int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params_r)
 {
 	size_t plen = strlen(prefix);
 	if (strncasecmp(args, prefix, plen) != 0)
@@ -109,7 +109,7 @@ void smtp_cmd_mail(struct smtp *s, char *args)
 		return;
 	}
 	char *addr, *params;
-	if (parse_path(args, "FROM:", &addr, &params) < 0) {
+	if (smtp_parse_path(args, "FROM:", &addr, &params) < 0) {
 		smtp_bad_command(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
 	}
@@ -151,7 +151,7 @@ void smtp_cmd_rcpt(struct smtp *s, char *args)
 		return;
 	}
 	char *addr = NULL, *params = NULL;
-	if (parse_path(args, "TO:", &addr, &params) < 0 || addr[0] == '\0') {
+	if (smtp_parse_path(args, "TO:", &addr, &params) < 0 || addr[0] == '\0') {
 		free(addr);
 		smtp_bad_command(s, "501 5.5.4 Syntax: RCPT TO:<address>");
 		return;

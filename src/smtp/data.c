@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "smtp/delivery.h"
+#include "smtp/unstuff.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +64,7 @@ void smtp_cmd_data(struct smtp *s, char *args)
 	buf_free(&hdr);
 	s->data_size = 0;
 	s->data_too_big = false;
-	s->data_bol = true;
-	s->data_prev_cr = false;
+	unstuff_init(&s->unstuff);
 	s->in_data = true;
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -118,43 +118,18 @@ static void end_of_data(struct smtp *s)
 	smtp_reset_transaction(s);
 }
 
+static void emit_data(void *ctx, const unsigned char *data, size_t len)
+{
+	write_data(ctx, data, len);
+}
+
 bool smtp_data_input(struct smtp *s)
 {
 	struct buf *in = conn_input(s->c);
-	const unsigned char *p = in->data;
-	size_t len = in->len, i = 0, out = 0;
-	while (i < len) {
-		if (s->data_bol && p[i] == '.') {
-			/* Only CRLF "." CRLF ends the data: bare LF never does (SMTP smuggling). */
-			if (i + 2 >= len) {
-				if (i + 1 < len && p[i + 1] != '\r')
-					goto unstuff;
-				break; /* need more bytes to decide */
-			}
-			if (p[i + 1] == '\r' && p[i + 2] == '\n') {
-				write_data(s, p + out, i - out);
-				buf_consume(in, i + 3);
-				end_of_data(s);
-				return true;
-			}
-		unstuff:
-			write_data(s, p + out, i - out);
-			out = i + 1;
-		}
-		const unsigned char *lf = memchr(p + i, '\n', len - i);
-		if (lf == NULL) {
-			s->data_prev_cr = p[len - 1] == '\r';
-			s->data_bol = false;
-			i = len;
-			break;
-		}
-		size_t j = (size_t)(lf - p);
-		bool cr = j > i ? p[j - 1] == '\r' : (j == i && s->data_prev_cr && !s->data_bol);
-		s->data_bol = cr;
-		s->data_prev_cr = false;
-		i = j + 1;
-	}
-	write_data(s, p + out, i - out);
-	buf_consume(in, i);
-	return false;
+	bool end = false;
+	size_t used = unstuff_feed(&s->unstuff, in->data, in->len, emit_data, s, &end);
+	buf_consume(in, used);
+	if (end)
+		end_of_data(s);
+	return end;
 }

@@ -4,6 +4,7 @@
 #include "app.h"
 #include "core/buf.h"
 #include "smtp/smtp.h"
+#include "smtp/unstuff.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,13 +33,16 @@ struct smtp {
 	enum store_err data_err;
 	uint64_t data_size;
 	bool data_too_big;
-	bool data_bol;         /* the previous bytes were CRLF */
-	bool data_prev_cr;
+	struct unstuff unstuff;
 };
 
 void smtp_reply(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void smtp_bad_command(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void smtp_reset_transaction(struct smtp *s);
+
+/* Parses "FROM:<path> params" / "TO:<path> params" in place (see commands.c). 0 or -1;
+ * on success *addr_r is a new string and *params_r points into args. */
+int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params_r);
 
 void smtp_cmd_helo(struct smtp *s, const char *verb, char *args);
 void smtp_cmd_mail(struct smtp *s, char *args);

@@ -1,0 +1,26 @@
+#!/bin/sh
+# Runs every libFuzzer target in BUILD_DIR/fuzz for SECONDS each, seeded from fuzz/seeds/<target>
+# (and the mail corpus for the MIME parser). Fails if any target finds a crash.
+set -e
+build=$1
+seconds=${2:-30}
+root=$(cd "$(dirname "$0")/.." && pwd)
+status=0
+for t in "$build"/fuzz/fuzz-*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	work=$(mktemp -d)
+	seeds=""
+	[ -d "$root/fuzz/seeds/$name" ] && seeds="$root/fuzz/seeds/$name"
+	[ "$name" = fuzz-mime ] && [ -d "$root/../shared/corpus/public" ] && seeds="$seeds $root/../shared/corpus/public"
+	echo "== $name ($seconds s)"
+	if ! "$t" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix="$work/" "$work" $seeds 2>"$work/log"; then
+		tail -50 "$work/log"
+		status=1
+	else
+		grep -E "^(#[0-9]+ *DONE|Done)" "$work/log" | tail -1 || true
+	fi
+	rm -rf "$work"
+done
+exit $status
