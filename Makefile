@@ -2,12 +2,15 @@
 BUILD ?= build
 PYTEST = /usr/bin/python3 -m pytest
 
-.PHONY: all deps build run test unit proto asan fuzz clean
+.PHONY: all deps test-deps build run test unit proto asan fuzz clean
 
 all: build
 
 deps:
 	./tools/install-deps.sh
+
+test-deps:
+	./tools/install-deps.sh --test
 
 build:
 	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD)
@@ -22,7 +25,7 @@ unit: build
 proto: build
 	SARN_BIN=$(CURDIR)/$(BUILD)/sarn SARN_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q -p no:cacheprovider tests/proto tests/interop
 
-test: deps build unit proto
+test: test-deps build unit proto
 
 # The same suites under AddressSanitizer + UndefinedBehaviorSanitizer (clang).
 asan:

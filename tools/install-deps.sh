@@ -1,10 +1,11 @@
 #!/bin/sh
-# Installs the Debian packages sarn needs to build, run and test. Idempotent: does nothing
-# when everything is already installed.
+# Installs the Debian packages sarn needs to build and run; with --test, also what the test
+# suites, sanitizer builds and fuzzers use. Idempotent: does nothing when all are installed.
 set -e
-PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-libsqlite3-dev libssl-dev libcrypt-dev libinih-dev libutf8proc-dev zlib1g-dev libcmocka-dev
-openssl python3 python3-pytest curl swaks fetchmail getmail6 sqlite3 dovecot-imapd"
+PKGS="meson ninja-build pkg-config gcc libsqlite3-dev libssl-dev libcrypt-dev libinih-dev
+libutf8proc-dev zlib1g-dev libcmocka-dev openssl"
+[ "${1:-}" = --test ] && PKGS="$PKGS clang libclang-rt-14-dev python3 python3-pytest curl swaks
+fetchmail getmail6 sqlite3 dovecot-imapd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -7,7 +7,7 @@ seconds=${2:-30}
 root=$(cd "$(dirname "$0")/.." && pwd)
 status=0
 for t in "$build"/fuzz/fuzz-*; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	name=$(basename "$t")
 	work=$(mktemp -d)
 	seeds=""

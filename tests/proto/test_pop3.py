@@ -233,7 +233,7 @@ def test_commands_are_case_insensitive(server):
 
 
 def test_overlong_line_rejected_and_session_continues(sarn_factory):
-    srv = sarn_factory(overrides={"limits": {"max_line_length": 200}})
+    srv = sarn_factory(overrides={"limits": {"max_line_length": 1024}})
     with srv.raw("pop3") as c:
         c.expect_ok()
         c.send(b"USER " + b"a" * 5000 + b"\r\n")

@@ -377,7 +377,7 @@ def test_noop_vrfy_rset_quit(server):
 
 
 def test_overlong_command_line(sarn_factory):
-    srv = sarn_factory(overrides={"limits": {"max_line_length": 512}})
+    srv = sarn_factory(overrides={"limits": {"max_line_length": 1024}})
     with session(srv) as c:
         c.send(b"MAIL FROM:<" + b"a" * 5000 + b"@remote.test>\r\n")
         code, t = c.reply()
