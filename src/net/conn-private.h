@@ -37,6 +37,7 @@ struct conn {
 	bool dead;            /* freed at the next deferred point */
 	bool discarding;      /* inside an overlong line */
 	bool in_input;        /* proto->input is on the stack */
+	bool producing;       /* proto->drain has more output to give */
 	int paused;
 	int refs;
 	struct conn *prev, *next;

@@ -435,7 +435,7 @@ static void conn_update(struct conn *c)
 	if (c->handshaking) {
 		events = EV_READ | (SSL_want_write(c->ssl) ? EV_WRITE : 0);
 	} else {
-		if (c->out.len > 0)
+		if (c->out.len > 0 || c->producing)
 			events |= EV_WRITE;
 		if (!c->closing && !c->starttls_pending && c->paused == 0 &&
 		    c->out.len < CONN_OUT_HIGH && c->in.len < c->w->cfg->max_line_length + READ_CHUNK)
@@ -444,6 +444,23 @@ static void conn_update(struct conn *c)
 			events |= EV_WRITE;
 	}
 	ev_io_modify(c->w->loop, &c->io, events);
+}
+
+/* Sends output and lets a streaming producer refill it, a few rounds at most so one big
+ * download does not starve the loop's other connections. */
+static void pump_output(struct conn *c)
+{
+	for (int round = 0; round < 8 && !c->dead; round++) {
+		flush_output(c);
+		if (c->dead || c->closing || c->out.len >= CONN_OUT_LOW || c->proto->drain == NULL ||
+		    c->sess == NULL)
+			break;
+		c->producing = c->proto->drain(c->sess);
+		if (!c->producing)
+			break;
+	}
+	if (!c->dead && c->out.len > 0)
+		flush_output(c);
 }
 
 static void conn_on_io(void *arg, int events)
@@ -459,11 +476,7 @@ static void conn_on_io(void *arg, int events)
 		return;
 	}
 	if (events & EV_WRITE) {
-		size_t before = c->out.len;
-		flush_output(c);
-		if (!c->dead && before >= CONN_OUT_LOW && c->out.len < CONN_OUT_LOW &&
-		    c->proto->drain != NULL && c->sess != NULL)
-			c->proto->drain(c->sess);
+		pump_output(c);
 		if (!c->dead)
 			process_input(c);
 	}
@@ -485,13 +498,8 @@ static void conn_on_io(void *arg, int events)
 				break;
 		}
 	}
-	if (!c->dead && c->out.len > 0)
-		flush_output(c);
-	if (!c->dead && c->out.len < CONN_OUT_LOW && c->proto->drain != NULL && c->sess != NULL &&
-	    !c->closing)
-		c->proto->drain(c->sess);
-	if (!c->dead && c->out.len > 0)
-		flush_output(c);
+	if (!c->dead)
+		pump_output(c);
 	conn_update(c);
 }
 

@@ -20,8 +20,10 @@ struct proto {
 	void *(*open)(struct conn *c);
 	/* New input is in conn_input(c). Consume what was handled. */
 	void (*input)(void *sess);
-	/* Output fell below the low-water mark: streaming producers write more. May be NULL. */
-	void (*drain)(void *sess);
+	/* Output is below the low-water mark: a streaming producer writes more and returns true
+	 * while it has more to come (the connection then calls again when the client has read).
+	 * May be NULL. */
+	bool (*drain)(void *sess);
 	/* The connection is going away; free the session. */
 	void (*close)(void *sess);
 	/* Idle timeout expired: the session may write a last line. May be NULL. */

@@ -141,11 +141,12 @@ void pop3_input(void *sess)
 	}
 }
 
-static void pop3_drain(void *sess)
+static bool pop3_drain(void *sess)
 {
 	struct pop3 *p = sess;
 	if (p->retr.active && pop3_retr_continue(p))
 		pop3_input(p); /* pipelined commands waited for the message to finish */
+	return p->retr.active;
 }
 
 const struct proto pop3_proto = {
