@@ -336,6 +336,26 @@ static char *lower_dup(const char *s)
 	return r;
 }
 
+/* Collapses white space runs to one space and trims both ends, in place. */
+static void squeeze_spaces(char *s)
+{
+	char *w = s;
+	bool space = true;
+	for (char *r = s; *r != '\0'; r++) {
+		if (*r == ' ' || *r == '\t' || *r == '\r' || *r == '\n') {
+			if (!space)
+				*w++ = ' ';
+			space = true;
+		} else {
+			*w++ = *r;
+			space = false;
+		}
+	}
+	if (w > s && w[-1] == ' ')
+		w--;
+	*w = '\0';
+}
+
 static void fill_sort_addr(struct mime_sort_addr *sa, const struct mime_hdr_addrs *f)
 {
 	if (f->count == 0)
@@ -351,6 +371,7 @@ static void fill_sort_addr(struct mime_sort_addr *sa, const struct mime_hdr_addr
 		if (a->name != NULL && a->name[0] != '\0') {
 			/* RFC 5957 §3: the decoded display name, else the addr-spec */
 			sa->display = mime_decode_header(a->name, strlen(a->name));
+			squeeze_spaces(sa->display);
 			free(spec);
 		} else {
 			sa->display = spec;

@@ -413,8 +413,8 @@ static void test_broken(void **state)
 		/* unclosed multipart */
 		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n",
 		/* boundary inside a header */
-		"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n"
-		"--b\r\n\r\ny\r\n--b--\r\n",
+		("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n"
+		 "--b\r\n\r\ny\r\n--b--\r\n"),
 		/* unterminated quotes and comments everywhere */
 		"From: \"a <b@c\r\nTo: (x\r\nSubject: \"\r\nContent-Type: text/plain; charset=\"x\r\n\r\n",
 		/* lines without colon, 8-bit header */
