@@ -113,7 +113,7 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	app.jobs = workq_new(cfg.auth_threads);
-	app.auth_fail_ip = ratelimit_new(cfg.auth_max_failures * 3, 600);
+	app.auth_fail_ip = ratelimit_new(cfg.auth_max_failures, 600);
 	app.auth_fail_user = ratelimit_new(cfg.auth_max_failures, 600);
 
 	struct server_params params = {.cfg = &cfg, .app = &app};

@@ -89,7 +89,8 @@ void ev_loop_free(struct ev_loop **loopp)
 
 static uint32_t to_epoll(int events)
 {
-	return ((events & EV_READ) ? EPOLLIN : 0) | ((events & EV_WRITE) ? EPOLLOUT : 0);
+	return ((events & EV_READ) ? EPOLLIN : 0) | ((events & EV_WRITE) ? EPOLLOUT : 0) |
+	       ((events & EV_EXCLUSIVE) ? EPOLLEXCLUSIVE : 0);
 }
 
 int ev_io_start(struct ev_loop *loop, struct ev_io *io, int fd, int events, ev_io_cb *cb, void *arg)

@@ -10,6 +10,7 @@ struct ev_loop;
 enum {
 	EV_READ = 1,
 	EV_WRITE = 2,
+	EV_EXCLUSIVE = 4, /* one fd watched by several loops: wake only one (EPOLLEXCLUSIVE) */
 };
 
 typedef void ev_io_cb(void *arg, int events);

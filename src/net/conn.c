@@ -193,9 +193,10 @@ int conn_getline(struct conn *c, struct buf *line)
 	}
 	size_t n = (size_t)(lf - c->in.data);
 	if (c->discarding) {
+		/* The end of a line already reported as too long. */
 		c->discarding = false;
 		buf_consume(&c->in, n + 1);
-		return -1;
+		return conn_getline(c, line);
 	}
 	if (n > max) {
 		buf_consume(&c->in, n + 1);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* One listening socket per kind, watched by every worker's loop. */
 struct listener {
 	struct worker *w;
 	enum listener_kind kind;
@@ -29,7 +30,8 @@ struct server {
 	struct server_params params;
 	int nworkers;
 	struct worker *workers;
-	struct listener *listeners; /* nworkers * LISTEN_COUNT, fd -1 when unused */
+	int listen_fds[LISTEN_COUNT]; /* -1 when off */
+	struct listener *listeners;   /* nworkers * LISTEN_COUNT watchers of listen_fds */
 	pthread_t *threads;
 	pthread_mutex_t count_lock;
 	uint32_t total_conns;
@@ -77,7 +79,6 @@ static int bind_one(const char *spec, char **err_r)
 	int one = 1;
 	if (fd >= 0) {
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
 		if (res->ai_family == AF_INET6)
 			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	}
@@ -116,7 +117,20 @@ int server_start(const struct server_params *params, struct server **server_r, c
 	s->workers = xcalloc((size_t)s->nworkers, sizeof *s->workers);
 	s->listeners = xcalloc((size_t)s->nworkers * LISTEN_COUNT, sizeof *s->listeners);
 	pthread_mutex_init(&s->count_lock, NULL);
+	for (int k = 0; k < LISTEN_COUNT; k++)
+		s->listen_fds[k] = -1;
 	*server_r = s;
+	/* One socket per listener (no SO_REUSEPORT, so a second server on the same port fails
+	 * to start instead of silently sharing it). */
+	for (int k = 0; k < LISTEN_COUNT; k++) {
+		const char *spec = params->cfg->listen[k];
+		if (spec == NULL || params->protos[k] == NULL)
+			continue;
+		s->listen_fds[k] = bind_one(spec, err_r);
+		if (s->listen_fds[k] < 0)
+			return -1;
+		log_info("event=listen proto=%s addr=%s", listener_name((enum listener_kind)k), spec);
+	}
 	for (int w = 0; w < s->nworkers; w++) {
 		struct worker *wk = &s->workers[w];
 		wk->server = s;
@@ -125,18 +139,11 @@ int server_start(const struct server_params *params, struct server **server_r, c
 		wk->app = params->app;
 		for (int k = 0; k < LISTEN_COUNT; k++) {
 			struct listener *l = &s->listeners[w * LISTEN_COUNT + k];
-			l->fd = -1;
 			l->w = wk;
 			l->kind = (enum listener_kind)k;
-			const char *spec = params->cfg->listen[k];
-			if (spec == NULL || params->protos[k] == NULL)
-				continue;
-			l->fd = bind_one(spec, err_r);
-			if (l->fd < 0)
-				return -1;
-			ev_io_start(wk->loop, &l->io, l->fd, EV_READ, on_accept, l);
-			if (w == 0)
-				log_info("event=listen proto=%s addr=%s", listener_name(l->kind), spec);
+			l->fd = s->listen_fds[k];
+			if (l->fd >= 0)
+				ev_io_start(wk->loop, &l->io, l->fd, EV_READ | EV_EXCLUSIVE, on_accept, l);
 		}
 	}
 	return 0;
@@ -173,11 +180,9 @@ static void worker_shutdown(void *arg)
 	int idx = (int)(w - s->workers);
 	for (int k = 0; k < LISTEN_COUNT; k++) {
 		struct listener *l = &s->listeners[idx * LISTEN_COUNT + k];
-		if (l->fd >= 0) {
+		if (l->fd >= 0)
 			ev_io_stop(w->loop, &l->io);
-			close(l->fd);
-			l->fd = -1;
-		}
+		l->fd = -1;
 	}
 	conn_shutdown_all(w);
 	ev_defer(w->loop, stop_loop, w->loop);
@@ -194,9 +199,9 @@ void server_free(struct server **sp)
 	struct server *s = *sp;
 	if (s == NULL)
 		return;
-	for (int i = 0; i < s->nworkers * LISTEN_COUNT; i++)
-		if (s->listeners[i].fd >= 0)
-			close(s->listeners[i].fd);
+	for (int k = 0; k < LISTEN_COUNT; k++)
+		if (s->listen_fds[k] >= 0)
+			close(s->listen_fds[k]);
 	for (int i = 0; i < s->nworkers; i++)
 		ev_loop_free(&s->workers[i].loop);
 	while (s->ip_counts != NULL) {

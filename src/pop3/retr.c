@@ -48,9 +48,10 @@ static void finish(struct pop3 *p, bool complete)
 	if (!p->retr.last_was_crlf)
 		conn_write(p->c, "\r\n", 2);
 	conn_write(p->c, ".\r\n", 3);
-	if (p->retr.whole && complete) {
+	if (complete) {
 		struct pop3_msg *m = &p->msgs[p->retr.msgno - 1];
-		/* Retention counts from the first complete download. */
+		/* Retention counts from the first complete download (RETR, or a TOP that reached
+		 * the end of the message). */
 		enum store_err err = store_mark_downloaded(p->acct, NULL, m->uid, (int64_t)time(NULL));
 		if (err != STORE_OK)
 			log_warn("sess=%08x event=mark_downloaded error=\"%s\"", conn_id(p->c),

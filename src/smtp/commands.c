@@ -33,68 +33,93 @@ void smtp_cmd_helo(struct smtp *s, const char *verb, char *args)
 	buf_free(&b);
 }
 
+static bool is_atext(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* Parses a mailbox (RFC 5321 §4.1.2: Local-part "@" (Domain / address-literal)) from p,
+ * appending its unquoted form to out. Returns the position after it, or NULL. */
+static const char *parse_mailbox(const char *p, struct buf *out)
+{
+	if (*p == '"') {
+		for (p++; *p != '"'; p++) {
+			unsigned char c = (unsigned char)*p;
+			if (c == '\\' && p[1] >= 0x20 && p[1] < 0x7f)
+				c = (unsigned char)*++p;
+			else if (c < 0x20 || c >= 0x7f || c == '\\')
+				return NULL;
+			buf_append(out, &c, 1);
+		}
+		p++;
+	} else {
+		const char *start = p;
+		while (is_atext((unsigned char)*p) || (*p == '.' && p > start && p[1] != '.' && p[1] != '@'))
+			p++;
+		if (p == start)
+			return NULL;
+		buf_append(out, start, (size_t)(p - start));
+	}
+	if (*p++ != '@')
+		return NULL;
+	buf_append(out, "@", 1);
+	const char *d = p;
+	if (*p == '[') {
+		p++;
+		while (*p && *p != ']' && *p != '[' && *p != '\\' && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
+			p++;
+		if (*p++ != ']')
+			return NULL;
+	} else {
+		/* Letters, digits, hyphens and dots: labels are checked where domains matter. */
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		       *p == '-' || *p == '.')
+			p++;
+		if (p == d)
+			return NULL;
+	}
+	buf_append(out, d, (size_t)(p - d));
+	return p;
+}
+
 /* Parses "FROM:<path> params" or "TO:<path> params" in place. Source routes
- * (RFC 5321 §4.1.1.3) are dropped; a quoted local part is unquoted. Returns 0, or -1. */
+ * (RFC 5321 §4.1.1.3) are accepted and dropped; a quoted local part is unquoted. */
 int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params_r)
 {
 	size_t plen = strlen(prefix);
 	if (strncasecmp(args, prefix, plen) != 0)
 		return -1;
-	char *p = args + plen;
+	const char *p = args + plen;
 	while (*p == ' ')
 		p++;
-	if (*p != '<')
+	if (*p++ != '<')
 		return -1;
-	p++;
-	char *end = NULL;
-	bool quoted = false;
-	for (char *q = p; *q; q++) {
-		if (quoted && *q == '\\' && q[1] != '\0') {
-			q++;
-			continue;
-		}
-		if (*q == '"')
-			quoted = !quoted;
-		else if (!quoted && *q == '>') {
-			end = q;
-			break;
-		}
-	}
-	if (end == NULL)
-		return -1;
-	*end = '\0';
-	char *params = end + 1;
-	while (*params == ' ')
-		params++;
 	if (*p == '@') {
-		char *colon = strchr(p, ':');
-		if (colon == NULL)
+		/* A-d-l: "@host,@host:" before the mailbox. */
+		p = strchr(p, ':');
+		if (p == NULL)
 			return -1;
-		p = colon + 1;
+		p++;
 	}
 	struct buf a = {0};
-	quoted = false;
-	for (char *q = p; *q; q++) {
-		unsigned char ch = (unsigned char)*q;
-		if (ch < 0x20 || ch == 0x7f) {
+	if (*p != '>') {
+		p = parse_mailbox(p, &a);
+		if (p == NULL || *p != '>' || a.len > 256) {
 			buf_free(&a);
 			return -1;
 		}
-		if (*q == '"') {
-			quoted = !quoted;
-			continue;
-		}
-		if (quoted && *q == '\\' && q[1] != '\0')
-			q++;
-		buf_append(&a, q, 1);
 	}
-	if (quoted || a.len > 256) {
+	p++;
+	if (*p != '\0' && *p != ' ') {
 		buf_free(&a);
 		return -1;
 	}
+	while (*p == ' ')
+		p++;
 	buf_cstr(&a);
 	*addr_r = (char *)a.data;
-	*params_r = params;
+	*params_r = args + (p - args);
 	return 0;
 }
 

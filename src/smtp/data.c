@@ -83,14 +83,17 @@ static void end_of_data(struct smtp *s)
 {
 	s->in_data = false;
 	if (s->data_too_big) {
-		smtp_reply(s, "552 5.3.4 Message size exceeds the limit of %llu octets",
-			   (unsigned long long)conn_config(s->c)->max_message_size);
+		/* LMTP: one reply per recipient, even for a refusal (RFC 2033 §4.2). */
+		for (size_t i = 0; i < (s->lmtp ? s->nrcpts : 1); i++)
+			smtp_reply(s, "552 5.3.4 Message size exceeds the limit of %llu octets",
+				   (unsigned long long)conn_config(s->c)->max_message_size);
 		smtp_reset_transaction(s);
 		return;
 	}
 	enum store_err err = s->data_err;
 	if (err == STORE_OK)
 		err = store_blob_finish(s->blob);
+	/* The same on a failure before delivery: every LMTP recipient gets its reply. */
 	if (s->lmtp) {
 		/* RFC 2033 §4.2: one reply per accepted recipient, in order. */
 		for (size_t i = 0; i < s->nrcpts; i++) {

@@ -14,17 +14,38 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 
 import pytest
 
-from sarntest import SARN_BIN, SarnServer, ServerError
+import sarntest
+from sarntest import SarnServer, ServerError
 
 DEFAULT_TEST_TIMEOUT = 120
+
+
+_bin_copy_dir = None
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): time limit for one test (SIGALRM)")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    # Run a private copy of the binary: a rebuild during the run must not change (or briefly
+    # remove) the program under test.
+    global _bin_copy_dir
+    if os.access(sarntest.SARN_BIN, os.X_OK) and _bin_copy_dir is None:
+        sarntest.ORIG_SARN_BIN = sarntest.SARN_BIN
+        _bin_copy_dir = tempfile.mkdtemp(prefix="sarn-bin-")
+        copy = os.path.join(_bin_copy_dir, "sarn")
+        shutil.copy2(sarntest.SARN_BIN, copy)
+        sarntest.SARN_BIN = copy
+
+
+def pytest_unconfigure(config):
+    global _bin_copy_dir
+    if _bin_copy_dir is not None:
+        shutil.rmtree(_bin_copy_dir, ignore_errors=True)
+        _bin_copy_dir = None
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -130,5 +151,6 @@ def client_home(tmp_path, monkeypatch):
 
 
 def pytest_report_header(config):
-    ok = os.access(SARN_BIN, os.X_OK)
-    return f"sarn binary: {SARN_BIN} ({'found' if ok else 'MISSING'})"
+    orig = getattr(sarntest, "ORIG_SARN_BIN", sarntest.SARN_BIN)
+    ok = os.access(sarntest.SARN_BIN, os.X_OK)
+    return f"sarn binary: {orig} ({'copied to ' + sarntest.SARN_BIN if ok else 'MISSING'})"

@@ -287,9 +287,9 @@ def test_check_corrupt_index(server):
 def test_startup_recovery_removes_temp_and_orphans(server):
     populate(server)
     server.kill()
-    spool = server.data / "spool"
-    assert spool.is_dir(), "DATA/spool should exist"
-    stray = spool / "tmp.stray-12345"
+    spool = server.data / "spool" / "tmp"
+    assert spool.is_dir(), "DATA/spool/tmp should exist"
+    stray = spool / "0123456789abcdef0123456789abcdef"
     stray.write_bytes(b"Subject: half\r\n\r\nhalf a message")
     blobdir = server.blob_files(ALICE)[0].parent
     orphan = blobdir / "orphan-feedface"
@@ -345,16 +345,38 @@ def test_serve_bad_config(sarn_factory, section, key, value):
     assert key in err or value in err, f"the error should name the bad key: {err}"
 
 
-def test_serve_port_in_use(sarn_factory):
-    a = sarn_factory()
+def _serve_must_fail(srv):
+    p = subprocess.Popen([SARN_BIN, "serve", "-c", str(srv.config_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        rc = p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        rc = None
+    return rc
+
+
+def test_serve_port_in_use_by_other_program(sarn_factory):
+    import socket
     b = sarn_factory(start=False)
     b.write_config()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", b.ports["pop3"]))
+        s.listen()
+        rc = _serve_must_fail(b)
+    assert rc not in (0, None), "serve must fail when it cannot listen"
+
+
+def test_serve_port_in_use_by_other_sarn(sarn_factory):
+    """A second instance must not silently share the ports (SO_REUSEPORT) with the first."""
+    a = sarn_factory()
+    b = sarn_factory(start=False)
     b._fixed_ports = True
-    b.ports["pop3"] = a.ports["pop3"]
+    b.ports = dict(a.ports)
     b.write_config()
-    r = subprocess.run([SARN_BIN, "serve", "-c", str(b.config_path)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
-    assert r.returncode != 0, "serve must fail when it cannot listen"
+    rc = _serve_must_fail(b)
+    assert rc not in (0, None), "a second sarn serve started on ports already in use"
     assert a.running()
 
 

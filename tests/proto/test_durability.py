@@ -115,7 +115,11 @@ class Storm:
         while not self.stop.is_set():
             user = rng.choice(USERS)
             mid, m = self.new(f"cli{tid}")
-            r = self.server.deliver(user, m, check=False)
+            try:
+                r = self.server.deliver(user, m, check=False)
+            except Exception as e:  # noqa: BLE001 - reported as a test failure
+                self.errors.append(f"deliver {mid}: {e!r}")
+                continue
             if r.returncode == 0:
                 self.ack(user, mid)
             elif r.returncode != EX_TEMPFAIL:
@@ -187,6 +191,7 @@ def storm_with_kills(server, seconds, min_rounds, **workers):
 def test_delivery_storm_with_sigkill(sarn_factory):
     srv = sarn_factory(users=STORM_USERS)
     storm, rounds = storm_with_kills(srv, seconds=25, min_rounds=6, smtp=3, lmtp=3)
+    print(f"{rounds} kills, {sum(storm.acked.values())} acknowledged deliveries, {storm.stats}")
     assert storm.errors == [], storm.errors[:20]
     assert sum(storm.acked.values()) > 50, f"too few deliveries to mean anything: {storm.stats}"
     problems, total = storm.verify()
@@ -205,9 +210,21 @@ def test_cli_deliver_during_server_crashes(sarn_factory):
     runs its start-up recovery: an exit 0 must still mean the message is stored."""
     srv = sarn_factory(users=STORM_USERS)
     storm, rounds = storm_with_kills(srv, seconds=10, min_rounds=4, smtp=1, lmtp=1, deliver=3)
+    print(f"{rounds} kills, {sum(storm.acked.values())} acknowledged deliveries, {storm.stats}")
     assert storm.errors == [], storm.errors[:20]
+    assert storm.stats["deliver"] > 10
     problems, total = storm.verify()
     assert problems == [], "\n".join(problems[:30])
+    srv.stop_ok()
+    # The last start-up recovery ran while `sarn deliver` processes were writing, so it had to
+    # leave recent spool files alone; those may be reported, but nothing else.
+    r = srv.cli("check")
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    other = [l for l in out.splitlines()
+             if l.strip() and "unfinished incoming message" not in l and "problem" not in l]
+    assert other == [], out
+    # a restart with no other writer cleans up completely
+    srv.start()
     srv.stop_ok()
     r = srv.cli("check")
     assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")

@@ -813,6 +813,34 @@ def test_stls(server):
     p.quit()
 
 
+def test_pop3s_quit_sends_close_notify(server):
+    """OpenSSL 3 clients report 'unexpected eof' when the server closes without close_notify."""
+    import ssl as _ssl
+    for listener in ("pop3s", "pop3"):
+        raw = socket.create_connection(("127.0.0.1", server.ports[listener]), timeout=10)
+        if listener == "pop3":
+            raw.recv(1000)
+            raw.sendall(b"STLS\r\n")
+            assert raw.recv(1000).startswith(b"+OK")
+        t = tls_client_context().wrap_socket(raw, suppress_ragged_eofs=False)
+        buf = b""
+        try:
+            if listener == "pop3s":
+                while not buf.endswith(b"\r\n"):
+                    buf += t.recv(1000)
+            t.sendall(b"QUIT\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n"):
+                buf += t.recv(1000)
+            assert buf.startswith(b"+OK")
+            try:
+                assert t.recv(1000) == b""
+            except _ssl.SSLEOFError:
+                pytest.fail(f"{listener}: connection closed without a TLS close_notify")
+        finally:
+            t.close()
+
+
 def test_stls_twice_and_after_login_rejected(server):
     with server.raw("pop3") as c:
         c.expect_ok()
