@@ -33,6 +33,9 @@ enum store_err store_blob_begin(struct store *store, struct store_blob **blob_r)
 	b->store = store;
 	b->path = path;
 	b->fd = fd;
+	struct mime_limits limits;
+	mime_limits_default(&limits);
+	b->parser = mime_parser_new(&limits);
 	*blob_r = b;
 	return STORE_OK;
 }
@@ -47,6 +50,7 @@ enum store_err store_blob_write(struct store_blob *b, const void *data, size_t l
 		return errno_to_store(e);
 	}
 	const unsigned char *p = data;
+	mime_parser_feed(b->parser, p, len);
 	if (len >= 2) {
 		b->last2[0] = p[len - 2];
 		b->last2[1] = p[len - 1];
@@ -70,8 +74,12 @@ enum store_err store_blob_finish(struct store_blob *b)
 	close(b->fd);
 	b->fd = -1;
 	b->finished = true;
-	/* Message parsing (src/mime) hooks in here, once per message: its result is stored with
-	 * the blob row by store_deliver. */
+	/* Parse once: ENVELOPE, BODYSTRUCTURE and part offsets are saved with the blob row, so
+	 * reading a message's structure never re-parses it. */
+	struct mime_result *r = mime_parser_finish(b->parser);
+	mime_parser_free(&b->parser);
+	mime_result_serialize(r, &b->parsed);
+	mime_result_free(&r);
 	return STORE_OK;
 }
 
@@ -89,6 +97,8 @@ void store_blob_free(struct store_blob **bp)
 		close(b->fd);
 	unlink(b->path);
 	free(b->path);
+	mime_parser_free(&b->parser);
+	buf_free(&b->parsed);
 	free(b);
 	*bp = NULL;
 }

@@ -2,6 +2,8 @@
 #ifndef SARN_STORE_PRIVATE_H
 #define SARN_STORE_PRIVATE_H
 
+#include "core/buf.h"
+#include "mime/mime.h"
 #include "store/store.h"
 
 #include <sqlite3.h>
@@ -28,6 +30,8 @@ struct store_blob {
 	uint64_t size;
 	unsigned char last2[2]; /* the final two octets, to know if the message ends in CRLF */
 	bool finished;
+	struct mime_parser *parser; /* fed as bytes arrive: each message is parsed once */
+	struct buf parsed;          /* serialized parse result, saved with every delivered copy */
 };
 
 /* DATA/mail/<domain>/<local> for a valid account name, else NULL. The name is checked here

@@ -131,7 +131,10 @@ class SarnServer:
             for k, v in kv.items():
                 lines.append(f"{k} = {v}")
             lines.append("")
-        self.config_path.write_text("\n".join(lines))
+        # Atomic replace: `sarn deliver` processes may be reading it during a restart.
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        tmp.write_text("\n".join(lines))
+        os.replace(tmp, self.config_path)
 
     # ---- CLI --------------------------------------------------------------------------
     def cli(self, *args, input=None, check=False, timeout=60, config=True):

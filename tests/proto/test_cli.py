@@ -1,5 +1,5 @@
 """The sarn command line: accounts, aliases, deliver, check, start-up recovery."""
-import os
+import re
 import sqlite3
 import subprocess
 import threading
@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from sarntest import (EX_NOUSER, EX_TEMPFAIL, SARN_BIN, ProtocolError, make_message,
-                      strip_trace)
+from sarntest import EX_NOUSER, EX_TEMPFAIL, SARN_BIN, make_message, strip_trace
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -334,6 +333,8 @@ def test_user_retention_command(server):
     ("limits", "no_such_key", "1"),
     ("auth", "plaintext_auth", "sometimes"),
     ("listen", "pop3", "not-a-host-port"),
+    ("tls", "cert", "/nonexistent/cert.pem"),
+    ("server", "log_level", "chatty"),
 ])
 def test_serve_bad_config(sarn_factory, section, key, value):
     srv = sarn_factory(start=False, overrides={section: {key: value}})
@@ -378,6 +379,39 @@ def test_serve_port_in_use_by_other_sarn(sarn_factory):
     rc = _serve_must_fail(b)
     assert rc not in (0, None), "a second sarn serve started on ports already in use"
     assert a.running()
+
+
+def test_log_lines_are_key_value_and_hide_passwords(server):
+    secret_pw = "Pw-Never-In-Logs-7731"
+    server.add_user("carol@example.com", secret_pw)
+    import base64
+    with server.raw("pop3") as c:
+        c.expect_ok()
+        c.cmd_ok("USER carol@example.com")
+        c.cmd("PASS Wrong-Pw-Also-Hidden-1234")
+        plain = base64.b64encode(f"\0carol@example.com\0{secret_pw}".encode()).decode()
+        c.cmd_ok(f"AUTH PLAIN {plain}")
+        c.cmd_ok("QUIT")
+    server.stop_ok()
+    log = server.log_path.read_text(errors="replace")
+    for s in (secret_pw, "Wrong-Pw-Also-Hidden-1234", plain):
+        assert s not in log, f"password material in the log: {s}"
+    lines = [l for l in log.splitlines() if l and not l.startswith("====")]
+    assert lines
+    for l in lines:
+        assert re.match(r"^\S+ +(error|warn|info|debug) +\w+=", l), f"not a key=value line: {l!r}"
+    assert re.search(r"user=\"?carol@example\.com\"?.*result=fail", log), "failed login not logged"
+
+
+def test_log_level_error_is_quiet(sarn_factory):
+    srv = sarn_factory(overrides={"server": {"log_level": "error"}})
+    with srv.raw("pop3") as c:
+        c.expect_ok()
+        c.pop3_login(ALICE, "secret")
+        c.cmd_ok("QUIT")
+    srv.stop_ok()
+    lines = [l for l in srv.log_path.read_text().splitlines() if l and not l.startswith("====")]
+    assert not [l for l in lines if re.search(r" (info|debug|warn) ", l)], lines
 
 
 def test_sigterm_idle(server):

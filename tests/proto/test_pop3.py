@@ -1,15 +1,13 @@
 """POP3 (RFC 1939, 2449, 2595, 5034) against a real `sarn serve`."""
-import poplib
 import re
 import socket
 import sqlite3
 import struct
-import threading
 import time
 
 import pytest
 
-from sarntest import (LineConn, ProtocolError, b64, make_message, pop3_unstuff, sasl_plain,
+from sarntest import (ProtocolError, b64, make_message, pop3_unstuff, sasl_plain,
                       strip_trace, tls_client_context, wait_for)
 
 ALICE = "alice@example.com"
@@ -361,7 +359,7 @@ def test_auth_wrong_password(server):
     with server.raw("pop3") as c:
         c.expect_ok()
         assert c.cmd_err(f"AUTH PLAIN {sasl_plain(ALICE, 'nope')}").startswith("-ERR [AUTH]")
-        r = c.cmd("AUTH LOGIN")
+        assert c.cmd("AUTH LOGIN").startswith("+ ")
         c.cmd(b64(ALICE))
         assert c.cmd_err(b64("nope")).startswith("-ERR [AUTH]")
         c.cmd_err("STAT")

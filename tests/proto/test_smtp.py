@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from sarntest import (HOSTNAME, enhanced, make_message, smtp_stuff, strip_received, wait_for)
+from sarntest import HOSTNAME, enhanced, make_message, smtp_stuff, strip_received
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -90,7 +90,6 @@ def test_smtplib_delivery_and_received_header(server):
     assert len(msgs) == 1
     got = msgs[0]
     assert got.startswith(b"Received: ")
-    field = got[:got.index(b"\r\n", 0)]
     # unfold the whole Received field
     end = 0
     while True:

@@ -123,9 +123,17 @@ enum store_err store_deliver(struct store_account *a, const char *mailbox, struc
 		err = STORE_LIMIT;
 	int64_t now = (int64_t)time(NULL);
 	if (err == STORE_OK) {
-		sqlite3_int64 args[] = {(sqlite3_int64)b->size};
-		err = exec_bind(a->db, "INSERT INTO blob(id, refs, size) VALUES(?, 1, ?)", "deliver_blob",
-				1, args, id);
+		int rc = sqlite3_prepare_v2(a->db,
+			"INSERT INTO blob(id, refs, size, parsed) VALUES(?, 1, ?, ?)", -1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, (sqlite3_int64)b->size);
+			sqlite3_bind_blob(st, 3, b->parsed.data, (int)b->parsed.len, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			sqlite3_finalize(st);
+		}
+		if (rc != SQLITE_DONE)
+			err = index_err(a->db, rc, "deliver_blob");
 	}
 	if (err == STORE_OK) {
 		bool crlf = b->size >= 2 && b->last2[0] == '\r' && b->last2[1] == '\n';
