@@ -36,6 +36,8 @@ static void finish(void *arg)
 	struct login_job *j = arg;
 	struct conn *c = j->c;
 	if (!conn_closed(c)) {
+		if (j->result == LOGIN_OK)
+			conn_set_user(c, j->account);
 		log_info("sess=%08x event=login user=\"%s\" result=%s", conn_id(c), j->user,
 			 j->result == LOGIN_OK ? "ok" : j->result == LOGIN_THROTTLED ? "throttled"
 				: j->result == LOGIN_TEMPFAIL ? "tempfail" : "failed");

@@ -28,6 +28,8 @@ struct conn {
 	uint32_t idle_seconds;
 	struct buf in, out;
 	char peer[64];
+	char *user;           /* for the log, once logged in */
+	uint64_t started_ms;
 	char ip[48];
 	bool loopback;
 	bool tls_offered;     /* a TLS context exists for STARTTLS */

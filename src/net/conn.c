@@ -41,7 +41,10 @@ static void free_now(struct conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	server_conn_release(w->server, c->ip);
-	log_info("sess=%08x proto=%s ip=%s event=disconnect", c->id, c->proto->name, c->peer);
+	log_info("sess=%08x proto=%s ip=%s user=\"%s\" event=disconnect dur_ms=%llu", c->id,
+		 c->proto->name, c->peer, c->user ? c->user : "",
+		 (unsigned long long)(ev_now_ms() - c->started_ms));
+	free(c->user);
 	buf_free(&c->in);
 	buf_free(&c->out);
 	free(c);
@@ -146,6 +149,7 @@ void conn_accept(struct worker *w, int fd, const struct proto *proto, bool impli
 	c->fd = fd;
 	c->id = atomic_fetch_add(&next_conn_id, 1) + 1;
 	c->loopback = loopback;
+	c->started_ms = ev_now_ms();
 	snprintf(c->ip, sizeof c->ip, "%s", ip);
 	snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
 	c->next = w->conns;
@@ -271,6 +275,12 @@ const char *conn_peer_ip(const struct conn *c)
 uint32_t conn_id(const struct conn *c)
 {
 	return c->id;
+}
+
+void conn_set_user(struct conn *c, const char *user)
+{
+	free(c->user);
+	c->user = xstrdup(user);
 }
 
 void conn_set_idle_timeout(struct conn *c, uint32_t seconds)

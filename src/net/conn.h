@@ -55,6 +55,8 @@ const char *conn_peer(const struct conn *c);
 /* The client's address without the port. */
 const char *conn_peer_ip(const struct conn *c);
 uint32_t conn_id(const struct conn *c);
+/* Names the logged-in user in the connection's log lines from now on. */
+void conn_set_user(struct conn *c, const char *user);
 void conn_set_idle_timeout(struct conn *c, uint32_t seconds);
 /* Stops reading input until conn_resume (e.g. while a job thread verifies a password). */
 void conn_pause(struct conn *c);

@@ -5,11 +5,10 @@
 
 #include <string.h>
 
-/* Parses a message number argument; replies and returns NULL if it is bad. */
-static struct pop3_msg *arg_msg(struct pop3 *p, const char *arg, size_t len, uint32_t *msgno_r)
+struct pop3_msg *pop3_arg_single(struct pop3 *p, const char *args, uint32_t *msgno_r)
 {
 	uint64_t n;
-	if (parse_u64(arg, len, UINT32_MAX, &n) < 0) {
+	if (parse_u64(args, strlen(args), UINT32_MAX, &n) < 0) {
 		pop3_bad_command(p, "Invalid message number");
 		return NULL;
 	}
@@ -24,11 +23,6 @@ static struct pop3_msg *arg_msg(struct pop3 *p, const char *arg, size_t len, uin
 	}
 	*msgno_r = (uint32_t)n;
 	return m;
-}
-
-struct pop3_msg *pop3_arg_single(struct pop3 *p, const char *args, uint32_t *msgno_r)
-{
-	return arg_msg(p, args, strlen(args), msgno_r);
 }
 
 void pop3_cmd_stat(struct pop3 *p, char *args)
@@ -50,7 +44,7 @@ static void listing(struct pop3 *p, char *args, bool uidl)
 {
 	uint32_t msgno;
 	if (args[0] != '\0') {
-		struct pop3_msg *m = arg_msg(p, args, strlen(args), &msgno);
+		struct pop3_msg *m = pop3_arg_single(p, args, &msgno);
 		if (m == NULL)
 			return;
 		if (uidl)
@@ -89,7 +83,7 @@ void pop3_cmd_uidl(struct pop3 *p, char *args)
 void pop3_cmd_dele(struct pop3 *p, char *args)
 {
 	uint32_t msgno;
-	struct pop3_msg *m = arg_msg(p, args, strlen(args), &msgno);
+	struct pop3_msg *m = pop3_arg_single(p, args, &msgno);
 	if (m == NULL)
 		return;
 	m->deleted = true;
