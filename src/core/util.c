@@ -56,6 +56,17 @@ char *base64_encode(const unsigned char *in, size_t len)
 	return out;
 }
 
+int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 bool token_eq(const char *tok, size_t len, const char *word)
 {
 	return strlen(word) == len && strncasecmp(tok, word, len) == 0;

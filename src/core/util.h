@@ -11,6 +11,9 @@
 long base64_decode(const char *in, size_t len, unsigned char *out);
 char *base64_encode(const unsigned char *in, size_t len);
 
+/* The value of a hexadecimal digit, or -1. */
+int hex_value(unsigned char c);
+
 /* Case-insensitive ASCII comparison of a counted token with a C string. */
 bool token_eq(const char *tok, size_t len, const char *word);
 /* Parses a decimal number with no sign, no spaces, at most max; -1 on bad input. */

@@ -1,5 +1,6 @@
 /* Content-Transfer-Encoding decoders (RFC 2045 §6.7 quoted-printable, §6.8 base64) that
  * take the body in chunks of any size, for BINARY[] and BINARY.SIZE (RFC 3516). */
+#include "core/util.h"
 #include "mime/mime-private.h"
 
 #include <string.h>
@@ -47,17 +48,6 @@ void mime_decoder_init(struct mime_decoder *dec, enum mime_encoding encoding)
 {
 	memset(dec, 0, sizeof(*dec));
 	dec->encoding = encoding;
-}
-
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 static const signed char b64[256] = {
@@ -151,8 +141,8 @@ static void qp_feed(struct mime_decoder *dec, const unsigned char *p, size_t len
 			break;
 		}
 		case QP_EQ:
-			if (hexval(c) >= 0) {
-				dec->bits = (unsigned int)hexval(c);
+			if (hex_value(c) >= 0) {
+				dec->bits = (unsigned int)hex_value(c);
 				dec->state = QP_EQ_HEX;
 				i++;
 			} else if (c == ' ' || c == '\t') {
@@ -171,8 +161,8 @@ static void qp_feed(struct mime_decoder *dec, const unsigned char *p, size_t len
 			}
 			break;
 		case QP_EQ_HEX:
-			if (hexval(c) >= 0) {
-				unsigned char b = (unsigned char)(dec->bits * 16 + (unsigned int)hexval(c));
+			if (hex_value(c) >= 0) {
+				unsigned char b = (unsigned char)(dec->bits * 16 + (unsigned int)hex_value(c));
 				emit(s, &b, 1);
 				i++;
 			} else {

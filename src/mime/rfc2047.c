@@ -5,6 +5,7 @@
  * a multi-byte character split across two words survives), the whitespace between two
  * encoded-words is dropped (RFC 2047 §6.2), and an encoded-word in an unknown charset is
  * left as written. */
+#include "core/util.h"
 #include "mime/mime-private.h"
 
 #include <errno.h>
@@ -121,17 +122,6 @@ bool mime_charset_to_utf8(const char *charset, const unsigned char *data, size_t
 	return true;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int b64val(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
@@ -153,9 +143,9 @@ static void decode_q(const unsigned char *p, size_t len, struct buf *out)
 		unsigned char c = p[i];
 		if (c == '_') {
 			c = ' ';
-		} else if (c == '=' && i + 2 < len && hexval(p[i + 1]) >= 0 &&
-			   hexval(p[i + 2]) >= 0) {
-			c = (unsigned char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+		} else if (c == '=' && i + 2 < len && hex_value(p[i + 1]) >= 0 &&
+			   hex_value(p[i + 2]) >= 0) {
+			c = (unsigned char)(hex_value(p[i + 1]) * 16 + hex_value(p[i + 2]));
 			i += 2;
 		}
 		buf_append(out, &c, 1);

@@ -4,6 +4,7 @@
  * (charset'lang'%XX) segment is sent as "name*" with the value still encoded, since
  * RFC 3501 does not ask servers to decode it; names and values keep their case.
  * mime_param_decode() turns such a value into UTF-8 for callers that want the text. */
+#include "core/util.h"
 #include "mime/mime-private.h"
 
 #include <stdlib.h>
@@ -205,17 +206,6 @@ const char *mime_params_get(const struct mime_params *params, const char *name)
 	return NULL;
 }
 
-static int hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 char *mime_param_decode(const char *name, const char *value)
 {
 	size_t nlen = strlen(name);
@@ -244,9 +234,9 @@ char *mime_param_decode(const char *name, const char *value)
 	struct buf raw = {0};
 	for (const char *p = text; *p != '\0'; p++) {
 		unsigned char c = (unsigned char)*p;
-		if (c == '%' && hexval((unsigned char)p[1]) >= 0 && hexval((unsigned char)p[2]) >= 0) {
-			c = (unsigned char)(hexval((unsigned char)p[1]) * 16 +
-					    hexval((unsigned char)p[2]));
+		if (c == '%' && hex_value((unsigned char)p[1]) >= 0 && hex_value((unsigned char)p[2]) >= 0) {
+			c = (unsigned char)(hex_value((unsigned char)p[1]) * 16 +
+					    hex_value((unsigned char)p[2]));
 			p += 2;
 		}
 		buf_append(&raw, &c, 1);
