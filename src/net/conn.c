@@ -481,16 +481,21 @@ static void conn_on_io(void *arg, int events)
 		return;
 	if (c->handshaking) {
 		handshake(c);
-		if (!c->dead && !c->handshaking)
-			process_input(c);
-		conn_update(c);
-		return;
+		if (c->dead || c->handshaking) {
+			conn_update(c);
+			return;
+		}
+		/* The client's first command may have arrived with its last handshake message. */
+		events |= EV_READ;
 	}
 	if (events & EV_WRITE) {
 		pump_output(c);
 		if (!c->dead)
 			process_input(c);
 	}
+	/* Decrypted bytes held by OpenSSL are invisible to epoll. */
+	if (!c->dead && c->ssl != NULL && SSL_pending(c->ssl) > 0)
+		events |= EV_READ;
 	if (events & EV_READ) {
 		while (!c->dead && !c->closing && c->paused == 0 && !c->starttls_pending &&
 		       c->out.len < CONN_OUT_HIGH &&
