@@ -141,8 +141,9 @@ int cmd_serve(int argc, char **argv)
 	rc = 0;
 out:
 	free(err);
-	server_free(&server);
+	/* Jobs post their results to the workers' loops, so the pool ends before the loops. */
 	workq_free(&app.jobs);
+	server_free(&server);
 	ratelimit_free(&app.auth_fail_ip);
 	ratelimit_free(&app.auth_fail_user);
 	tls_unload();
