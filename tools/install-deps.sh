@@ -4,7 +4,7 @@
 set -e
 PKGS="meson ninja-build pkg-config gcc libsqlite3-dev libssl-dev libcrypt-dev libinih-dev
 libutf8proc-dev zlib1g-dev libcmocka-dev openssl"
-[ "${1:-}" = --test ] && PKGS="$PKGS clang libclang-rt-14-dev python3 python3-pytest python3-pytest-xdist curl swaks
+[ "${1:-}" = --test ] && PKGS="$PKGS clang libclang-rt-14-dev python3 python3-pytest curl swaks
 fetchmail getmail6 sqlite3 dovecot-imapd"
 missing=""
 for p in $PKGS; do

@@ -3,6 +3,7 @@
 Only stdlib. The SarnServer class starts a real `sarn serve` in its own directory with free
 ports; the fixtures in conftest.py create and tear them down.
 """
+import atexit
 import base64
 import os
 import poplib
@@ -36,6 +37,19 @@ EX_TEMPFAIL = 75
 
 class ServerError(AssertionError):
     pass
+
+
+_live = set()  # every started `sarn serve`, killed at exit if a test run is interrupted
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in list(_live):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def _free_ports(n, host="127.0.0.1"):
@@ -186,6 +200,7 @@ class SarnServer:
                 self.proc = subprocess.Popen([SARN_BIN, "serve", "-c", str(self.config_path)],
                                              stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                              start_new_session=True)
+            _live.add(self.proc)
             self.killed = False
             self._stopped = False
             try:
