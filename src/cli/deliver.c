@@ -17,7 +17,8 @@
 static int read_message(struct store_blob *blob, uint64_t max_size)
 {
 	unsigned char chunk[65536];
-	bool prev_cr = false, first = true;
+	struct crlf_state crlf = {0};
+	bool first = true;
 	uint64_t total = 0;
 	ssize_t n;
 	while ((n = read(STDIN_FILENO, chunk, sizeof chunk)) > 0) {
@@ -35,10 +36,12 @@ static int read_message(struct store_blob *blob, uint64_t max_size)
 		total += len;
 		if (total > max_size)
 			return EX_DATAERR;
-		if (delivery_write_crlf(blob, p, len, &prev_cr) != STORE_OK)
+		if (delivery_write_crlf(blob, p, len, &crlf) != STORE_OK)
 			return EX_TEMPFAIL;
 	}
-	return n < 0 ? EX_IOERR : EX_OK;
+	if (n < 0)
+		return EX_IOERR;
+	return delivery_finish_crlf(blob, &crlf) == STORE_OK ? EX_OK : EX_TEMPFAIL;
 }
 
 int cmd_deliver(int argc, char **argv)

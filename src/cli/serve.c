@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void *run_server(void *arg)
 {
@@ -126,8 +127,13 @@ int cmd_serve(int argc, char **argv)
 	pthread_t thread;
 	pthread_create(&thread, NULL, run_server, server);
 	for (;;) {
-		int sig = 0;
-		sigwait(&sigs, &sig);
+		/* Hourly, tidy leftovers that start-up recovery could not yet call orphans. */
+		struct timespec hour = {.tv_sec = 3600};
+		int sig = sigtimedwait(&sigs, NULL, &hour);
+		if (sig < 0) {
+			store_cleanup_leftovers(app.store);
+			continue;
+		}
 		if (sig == SIGHUP) {
 			reload(config_file, &cfg);
 			continue;

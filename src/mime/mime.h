@@ -215,4 +215,27 @@ char *mime_decode_header(const char *value, size_t len);
  * RFC 2047 decoding (common in filenames, though not standard). */
 char *mime_param_decode(const char *name, const char *value);
 
+/* --- Full-text index text (text.c; docs/MIME.md "Full-text index") --- */
+
+/* Default cap on the folded text indexed per message (header and body together). */
+#define MIME_TEXT_MAX_SIZE (4 * 1024 * 1024)
+
+/* Extracts the searchable text of a message: the decoded header fields of the message
+ * ("Name: value" lines) are appended to header; the text of every text/... part
+ * (transfer-decoded, converted from its charset to UTF-8) and the header fields and text
+ * of attached messages (message/rfc822) are appended to body, pieces separated by a line
+ * break. Other parts (images, applications, ...) are skipped. Both are folded with
+ * mime_text_fold(). The message is read from fd with pread(); memory stays bounded
+ * whatever its size. At most max_size bytes (0 = MIME_TEXT_MAX_SIZE) are produced in
+ * total; *truncated_r (may be NULL) tells whether the cap was reached. Returns 0, or -1
+ * on a read error (errno set). */
+int mime_text_extract(const struct mime_result *result, int fd, size_t max_size,
+		      struct buf *header, struct buf *body, bool *truncated_r);
+
+/* Appends to out the folded form of UTF-8 text (invalid bytes read as Latin-1): Unicode
+ * NFKC with full case folding, default-ignorable and control characters removed, line
+ * breaks as LF, tabs as spaces. The index holds folded text and a search needle is folded the
+ * same way, so a substring test is case- and normalisation-insensitive. */
+void mime_text_fold(const char *s, size_t len, struct buf *out);
+
 #endif

@@ -217,8 +217,9 @@ void pop3_cmd_auth(struct pop3 *p, char *args)
 		return;
 	}
 	if (mech == SASL_PLAIN) {
-		if (ir != NULL && strcmp(ir, "=") != 0) {
-			sasl_plain(p, ir);
+		if (ir != NULL) {
+			/* "=" is an empty initial response (RFC 5034 §4), which PLAIN cannot use. */
+			sasl_plain(p, strcmp(ir, "=") == 0 ? "" : ir);
 		} else {
 			p->sasl = SASL_STEP_PLAIN;
 			conn_printf(p->c, "+ \r\n");

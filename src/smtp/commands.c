@@ -103,7 +103,11 @@ int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params
 		p++;
 	}
 	struct buf a = {0};
-	if (*p != '>') {
+	/* RFC 5321 §4.1.1.3: "<Postmaster>" without a domain is a valid RCPT path. */
+	if (strncasecmp(p, "postmaster>", 11) == 0 && strcasecmp(prefix, "TO:") == 0) {
+		buf_append(&a, p, 10);
+		p += 10;
+	} else if (*p != '>') {
 		p = parse_mailbox(p, &a);
 		if (p == NULL || *p != '>' || a.len > 256) {
 			buf_free(&a);
@@ -169,6 +173,36 @@ void smtp_cmd_mail(struct smtp *s, char *args)
 	smtp_reply(s, "250 2.1.0 Sender OK");
 }
 
+struct postmaster_search {
+	struct auth_db *auth;
+	char *found;
+};
+
+static void try_postmaster(const char *domain, void *ctx)
+{
+	struct postmaster_search *ps = ctx;
+	if (ps->found != NULL)
+		return;
+	char *candidate = xasprintf("postmaster@%s", domain);
+	char *account = NULL;
+	if (auth_resolve_rcpt(ps->auth, candidate, &account) == 1)
+		ps->found = candidate;
+	else
+		free(candidate);
+	free(account);
+}
+
+/* The postmaster of this server: at the host name's domain if it is local, else of the
+ * first local domain that has one. */
+static char *postmaster_address(struct auth_db *auth, const char *hostname)
+{
+	struct postmaster_search ps = {.auth = auth};
+	try_postmaster(hostname, &ps);
+	if (ps.found == NULL)
+		auth_domain_list(auth, try_postmaster, &ps);
+	return ps.found ? ps.found : xasprintf("postmaster@%s", hostname);
+}
+
 void smtp_cmd_rcpt(struct smtp *s, char *args)
 {
 	if (!s->have_mail) {
@@ -195,7 +229,7 @@ void smtp_cmd_rcpt(struct smtp *s, char *args)
 	/* RFC 5321 §4.5.1: "postmaster" without a domain must be accepted. */
 	if (strcasecmp(addr, "postmaster") == 0) {
 		free(addr);
-		addr = xasprintf("postmaster@%s", cfg->hostname);
+		addr = postmaster_address(s->app->auth, cfg->hostname);
 	}
 	char *at = strrchr(addr, '@');
 	char *domain = at ? xstrdup(at + 1) : NULL;

@@ -20,7 +20,7 @@ static void write_data(struct smtp *s, const unsigned char *p, size_t len)
 		return;
 	}
 	if (!s->data_too_big)
-		s->data_err = store_blob_write(s->blob, p, len);
+		s->data_err = delivery_write_crlf(s->blob, p, len, &s->crlf);
 }
 
 static void received_header(struct smtp *s, struct buf *b)
@@ -65,6 +65,7 @@ void smtp_cmd_data(struct smtp *s, char *args)
 	s->data_size = 0;
 	s->data_too_big = false;
 	unstuff_init(&s->unstuff);
+	s->crlf = (struct crlf_state){0};
 	s->in_data = true;
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -91,6 +92,8 @@ static void end_of_data(struct smtp *s)
 		return;
 	}
 	enum store_err err = s->data_err;
+	if (err == STORE_OK)
+		err = delivery_finish_crlf(s->blob, &s->crlf);
 	if (err == STORE_OK)
 		err = store_blob_finish(s->blob);
 	/* The same on a failure before delivery: every LMTP recipient gets its reply. */

@@ -19,21 +19,42 @@ enum store_err delivery_local(struct store *store, const char *account, struct s
 }
 
 enum store_err delivery_write_crlf(struct store_blob *blob, const unsigned char *data, size_t len,
-				   bool *prev_cr)
+				   struct crlf_state *st)
 {
+	static const unsigned char crlf[2] = {'\r', '\n'};
 	size_t start = 0;
-	for (size_t i = 0; i < len; i++) {
-		bool cr_before = i > 0 ? data[i - 1] == '\r' : *prev_cr;
-		if (data[i] != '\n' || cr_before)
-			continue;
-		enum store_err err = store_blob_write(blob, data + start, i - start);
-		if (err == STORE_OK)
-			err = store_blob_write(blob, "\r", 1);
-		if (err != STORE_OK)
-			return err;
-		start = i;
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; i < len && err == STORE_OK; i++) {
+		unsigned char c = data[i];
+		if (st->pending_cr) {
+			/* The CR before this byte was held back: CRLF or a bare CR, both become CRLF. */
+			st->pending_cr = false;
+			err = store_blob_write(blob, crlf, 2);
+			start = i + (c == '\n');
+			if (c == '\n')
+				continue;
+		}
+		if (c == '\r') {
+			err = store_blob_write(blob, data + start, i - start);
+			st->pending_cr = true;
+			start = i + 1;
+		} else if (c == '\n') {
+			if (err == STORE_OK)
+				err = store_blob_write(blob, data + start, i - start);
+			if (err == STORE_OK)
+				err = store_blob_write(blob, crlf, 2);
+			start = i + 1;
+		}
 	}
-	if (len > 0)
-		*prev_cr = data[len - 1] == '\r';
-	return store_blob_write(blob, data + start, len - start);
+	if (err == STORE_OK && start < len)
+		err = store_blob_write(blob, data + start, len - start);
+	return err;
+}
+
+enum store_err delivery_finish_crlf(struct store_blob *blob, struct crlf_state *st)
+{
+	if (!st->pending_cr)
+		return STORE_OK;
+	st->pending_cr = false;
+	return store_blob_write(blob, "\r\n", 2);
 }

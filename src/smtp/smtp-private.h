@@ -3,6 +3,7 @@
 
 #include "app.h"
 #include "core/buf.h"
+#include "smtp/delivery.h"
 #include "smtp/smtp.h"
 #include "smtp/unstuff.h"
 
@@ -34,6 +35,7 @@ struct smtp {
 	uint64_t data_size;
 	bool data_too_big;
 	struct unstuff unstuff;
+	struct crlf_state crlf;
 };
 
 void smtp_reply(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

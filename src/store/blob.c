@@ -22,7 +22,8 @@ enum store_err store_blob_begin(struct store *store, struct store_blob **blob_r)
 	char *id = random_hex(16);
 	char *path = xasprintf("%s/tmp/%s", store->spool_dir, id);
 	free(id);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* Read back once in store_blob_finish, for the full-text index. */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int e = errno;
 		log_error("event=blob_create path=%s error=\"%s\"", path, strerror(e));
@@ -71,15 +72,23 @@ enum store_err store_blob_finish(struct store_blob *b)
 		log_error("event=blob_fsync path=%s error=\"%s\"", b->path, strerror(e));
 		return errno_to_store(e);
 	}
-	close(b->fd);
-	b->fd = -1;
-	b->finished = true;
 	/* Parse once: ENVELOPE, BODYSTRUCTURE and part offsets are saved with the blob row, so
 	 * reading a message's structure never re-parses it. */
 	struct mime_result *r = mime_parser_finish(b->parser);
 	mime_parser_free(&b->parser);
 	mime_result_serialize(r, &b->parsed);
+	/* Its searchable text, also once for all recipients: the file was just written, so
+	 * this reads the page cache. */
+	int rc = mime_text_extract(r, b->fd, 0, &b->fts_header, &b->fts_body, NULL);
+	int e = errno;
 	mime_result_free(&r);
+	close(b->fd);
+	b->fd = -1;
+	if (rc < 0) {
+		log_error("event=blob_read path=%s error=\"%s\"", b->path, strerror(e));
+		return STORE_TEMP;
+	}
+	b->finished = true;
 	return STORE_OK;
 }
 
@@ -99,6 +108,8 @@ void store_blob_free(struct store_blob **bp)
 	free(b->path);
 	mime_parser_free(&b->parser);
 	buf_free(&b->parsed);
+	buf_free(&b->fts_header);
+	buf_free(&b->fts_body);
 	free(b);
 	*bp = NULL;
 }

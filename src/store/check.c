@@ -134,9 +134,13 @@ static void check_rows(struct checker *k, const char *acct_dir, sqlite3 *db)
 		}
 		sqlite3_finalize(st);
 		if (k->repair && missing.len > 0) {
+			const char *ids = buf_cstr(&missing);
 			char *sql = xasprintf("BEGIN; DELETE FROM message WHERE blob IN (%s);"
-					      " DELETE FROM blob WHERE id IN (%s); COMMIT;",
-					      buf_cstr(&missing), buf_cstr(&missing));
+					      " DELETE FROM blob WHERE id IN (%s);"
+					      " DELETE FROM fts WHERE rowid IN"
+					      " (SELECT docid FROM fts_text WHERE blob IN (%s));"
+					      " DELETE FROM fts_text WHERE blob IN (%s); COMMIT;",
+					      ids, ids, ids, ids);
 			exec_repair(k, db, sql);
 			free(sql);
 		}
@@ -181,6 +185,190 @@ static void check_rows(struct checker *k, const char *acct_dir, sqlite3 *db)
 	}
 }
 
+/* Full-text rows whose blob is gone: fts_content (the FTS5 table's own content table)
+ * is read for the row ids so that the text itself is not loaded. */
+static void check_fts_orphans(struct checker *k, const char *acct_dir, sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+		"SELECT id FROM fts_content WHERE id NOT IN (SELECT docid FROM fts_text"
+		" WHERE blob IN (SELECT id FROM blob))", -1, &st, NULL) != SQLITE_OK) {
+		problem(k, false, "%s: cannot read the full-text index: %s", acct_dir,
+			sqlite3_errmsg(db));
+		return;
+	}
+	int64_t *rows = NULL;
+	size_t n = 0, cap = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			rows = xrealloc(rows, cap * sizeof *rows);
+		}
+		rows[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	int64_t stale = 0;
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM fts_text WHERE blob NOT IN (SELECT id FROM blob)",
+			       -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			stale = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (n == 0 && stale == 0) {
+		free(rows);
+		return;
+	}
+	bool fixed = false;
+	if (k->repair && index_begin(db) == STORE_OK) {
+		fixed = true;
+		for (size_t i = 0; fixed && i < n; i++) {
+			fixed = sqlite3_prepare_v2(db, "DELETE FROM fts WHERE rowid = ?", -1, &st,
+						   NULL) == SQLITE_OK;
+			if (fixed) {
+				sqlite3_bind_int64(st, 1, rows[i]);
+				fixed = sqlite3_step(st) == SQLITE_DONE;
+				sqlite3_finalize(st);
+			}
+		}
+		if (fixed)
+			fixed = sqlite3_exec(db, "DELETE FROM fts_text WHERE blob NOT IN (SELECT id FROM blob)",
+					     NULL, NULL, NULL) == SQLITE_OK;
+		if (fixed)
+			fixed = index_commit(db) == STORE_OK;
+		else
+			index_rollback(db);
+	}
+	problem(k, fixed, "%s: %lld full-text index rows refer to no message", acct_dir,
+		(long long)(n > (size_t)stale ? (int64_t)n : stale));
+	free(rows);
+}
+
+struct fts_pending {
+	char *id;
+	struct buf header, body;
+};
+
+/* Writes re-extracted text in one transaction; returns how many rows failed. */
+static size_t fts_write_batch(sqlite3 *db, struct fts_pending *p, size_t n)
+{
+	if (n == 0)
+		return 0;
+	if (index_begin(db) != STORE_OK)
+		return n;
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; err == STORE_OK && i < n; i++) {
+		/* Still a blob without its row? (an expunge may have run meanwhile) */
+		sqlite3_stmt *st;
+		bool needed = false;
+		if (sqlite3_prepare_v2(db,
+			"SELECT 1 FROM blob WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM fts_text b"
+			" JOIN fts_content c ON c.id = b.docid WHERE b.blob = ?1)", -1, &st,
+			NULL) == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, p[i].id, -1, SQLITE_STATIC);
+			needed = sqlite3_step(st) == SQLITE_ROW;
+			sqlite3_finalize(st);
+		}
+		if (!needed)
+			continue;
+		err = index_fts_delete(db, p[i].id); /* a mapping to a lost row */
+		if (err == STORE_OK)
+			err = index_fts_insert(db, p[i].id, &p[i].header, &p[i].body);
+	}
+	if (err == STORE_OK)
+		err = index_commit(db);
+	else
+		index_rollback(db);
+	return err == STORE_OK ? 0 : n;
+}
+
+/* Re-indexing writes in batches of this many messages or this much text. */
+#define FTS_BATCH_COUNT 64
+#define FTS_BATCH_BYTES (16 * 1024 * 1024)
+
+/* Blobs without a full-text row (e.g. delivered before the index existed): the text is
+ * extracted again from the message file. */
+static void check_fts_missing(struct checker *k, const char *acct_dir, sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db,
+		"SELECT id FROM blob WHERE id NOT IN (SELECT b.blob FROM fts_text b"
+		" JOIN fts_content c ON c.id = b.docid)", -1, &st, NULL) != SQLITE_OK)
+		return; /* reported by check_fts_orphans */
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(st, 0);
+		if (id == NULL || !blob_id_valid(id))
+			continue; /* reported by check_rows */
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			ids = xrealloc(ids, cap * sizeof *ids);
+		}
+		ids[n++] = xstrdup(id);
+	}
+	sqlite3_finalize(st);
+	if (n == 0) {
+		free(ids);
+		return;
+	}
+	size_t failed = 0;
+	if (k->repair) {
+		struct fts_pending batch[FTS_BATCH_COUNT];
+		size_t nb = 0, bytes = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct fts_pending *p = &batch[nb];
+			memset(p, 0, sizeof *p);
+			p->id = ids[i];
+			enum store_err err = STORE_TEMP;
+			if (sqlite3_prepare_v2(db, "SELECT parsed FROM blob WHERE id = ?", -1, &st,
+					       NULL) == SQLITE_OK) {
+				sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC);
+				if (sqlite3_step(st) == SQLITE_ROW) {
+					char *path = blob_path(acct_dir, ids[i]);
+					err = fts_extract_file(path, sqlite3_column_blob(st, 0),
+							       (size_t)sqlite3_column_bytes(st, 0),
+							       &p->header, &p->body);
+					free(path);
+				}
+				sqlite3_finalize(st);
+			}
+			if (err != STORE_OK) {
+				failed++;
+				buf_free(&p->header);
+				buf_free(&p->body);
+				continue;
+			}
+			nb++;
+			bytes += p->header.len + p->body.len;
+			if (nb == FTS_BATCH_COUNT || bytes >= FTS_BATCH_BYTES || i + 1 == n) {
+				failed += fts_write_batch(db, batch, nb);
+				for (size_t j = 0; j < nb; j++) {
+					buf_free(&batch[j].header);
+					buf_free(&batch[j].body);
+				}
+				nb = 0;
+				bytes = 0;
+			}
+		}
+		if (nb > 0) {
+			failed += fts_write_batch(db, batch, nb);
+			for (size_t j = 0; j < nb; j++) {
+				buf_free(&batch[j].header);
+				buf_free(&batch[j].body);
+			}
+		}
+	}
+	if (failed > 0)
+		problem(k, false, "%s: %zu of %zu messages not in the full-text index could not be"
+			" indexed", acct_dir, failed, n);
+	else
+		problem(k, k->repair, "%s: %zu messages are not in the full-text index%s", acct_dir,
+			n, k->repair ? " (indexed again)" : "");
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+}
+
 static void check_account(struct checker *k, const char *acct_dir)
 {
 	sqlite3 *db = NULL;
@@ -196,6 +384,8 @@ static void check_account(struct checker *k, const char *acct_dir)
 		sqlite3_finalize(st);
 	}
 	check_rows(k, acct_dir, db);
+	check_fts_orphans(k, acct_dir, db);
+	check_fts_missing(k, acct_dir, db);
 	/* After rows are repaired, files nobody refers to are orphans. */
 	check_orphan_files(k, acct_dir, db);
 	sqlite3_close(db);
@@ -247,11 +437,12 @@ static void for_each_account(struct checker *k, struct store *s)
 		closedir(dd);
 }
 
-int store_check(struct store *s, bool repair, void (*report)(void *ctx, const char *line), void *ctx)
+static int run_check(struct store *s, bool repair, bool may_be_exclusive,
+		     void (*report)(void *ctx, const char *line), void *ctx)
 {
 	struct checker k = {.repair = repair, .report = report, .ctx = ctx};
 	/* Our own shared lock converts to exclusive only if no other process holds one. */
-	k.exclusive = flock(s->writers_fd, LOCK_EX | LOCK_NB) == 0;
+	k.exclusive = may_be_exclusive && flock(s->writers_fd, LOCK_EX | LOCK_NB) == 0;
 	check_spool(&k, s);
 	for_each_account(&k, s);
 	/* A failed conversion drops the old lock on Linux, so take the shared one again either way. */
@@ -263,6 +454,17 @@ static void log_recovery(void *ctx, const char *line)
 {
 	(void)ctx;
 	log_warn("event=recovery detail=\"%s\"", line);
+}
+
+int store_check(struct store *s, bool repair, void (*report)(void *ctx, const char *line), void *ctx)
+{
+	return run_check(s, repair, true, report, ctx);
+}
+
+void store_cleanup_leftovers(struct store *s)
+{
+	/* This process's own deliveries may be in flight: only old leftovers are orphans. */
+	run_check(s, true, false, log_recovery, NULL);
 }
 
 enum store_err store_recover(struct store *s)

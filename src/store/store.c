@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *store_strerror(enum store_err err)
@@ -98,6 +100,31 @@ char *store_account_dir(struct store *store, const char *account)
 	return dir;
 }
 
+uint32_t store_next_uidvalidity(struct store *store)
+{
+	char *path = xasprintf("%s/uidvalidity", store->data_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	free(path);
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	char text[16] = {0};
+	ssize_t n = pread(fd, text, sizeof text - 1, 0);
+	uint32_t last = n > 0 ? (uint32_t)strtoul(text, NULL, 10) : 0;
+	/* Time-based so values stay unique even if this file is lost; +1 within a second. */
+	uint32_t next = (uint32_t)time(NULL);
+	if (next <= last)
+		next = last + 1;
+	int len = snprintf(text, sizeof text, "%u\n", next);
+	uint32_t result = next;
+	if (pwrite(fd, text, (size_t)len, 0) != len || ftruncate(fd, len) < 0 || fsync(fd) < 0)
+		result = 0;
+	close(fd); /* releases the lock */
+	return result;
+}
+
 static const struct {
 	const char *name;
 	const char *special_use;
@@ -128,7 +155,10 @@ enum store_err store_account_create(struct store *store, const char *account)
 		goto out;
 	err = index_begin(db);
 	for (size_t i = 0; err == STORE_OK && i < sizeof default_mailboxes / sizeof default_mailboxes[0]; i++) {
-		err = index_create_mailbox(db, default_mailboxes[i].name, default_mailboxes[i].special_use);
+		uint32_t uidvalidity = store_next_uidvalidity(store);
+		err = uidvalidity == 0 ? STORE_TEMP
+			: index_create_mailbox(db, default_mailboxes[i].name,
+					       default_mailboxes[i].special_use, uidvalidity);
 		if (err == STORE_EXISTS)
 			err = STORE_OK;
 	}

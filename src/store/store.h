@@ -48,6 +48,10 @@ void store_close(struct store **store);
  * in the spool and in every account. Safe while no server runs. */
 enum store_err store_recover(struct store *store);
 
+/* For a running server (e.g. hourly): removes crash leftovers older than an hour, which
+ * start-up recovery had to leave because another process was writing at the time. */
+void store_cleanup_leftovers(struct store *store);
+
 /* Consistency check used by `sarn check`. Prints one line per problem to report(ctx,...).
  * Returns the number of problems found (after repair, those that remain). */
 int store_check(struct store *store, bool repair, void (*report)(void *ctx, const char *line),
@@ -105,6 +109,22 @@ enum store_err store_mailbox_messages(struct store_account *acct, const char *ma
 /* Opens the message file read-only; caller closes the fd. STORE_EXPUNGED if gone. */
 enum store_err store_msg_open(struct store_account *acct, const char *mailbox, uint32_t uid,
 			      int *fd_r);
+
+/* --- Searching --- */
+
+enum store_search_field {
+	STORE_SEARCH_BODY,   /* the text parts (and attached messages) */
+	STORE_SEARCH_TEXT,   /* header + body */
+	STORE_SEARCH_HEADER, /* the message header (decoded fields) */
+};
+
+/* UIDs (ascending) of messages in mailbox whose folded text contains the folded needle as a
+ * substring (IMAP SEARCH semantics, RFC 9051 §6.4.4): case-insensitive (Unicode case
+ * folding), NFKC-normalised, in any script, including those written without spaces. The
+ * empty needle matches every message. *uids_r is the caller's to free(). */
+enum store_err store_search_text(struct store_account *acct, const char *mailbox,
+				 enum store_search_field field, const char *needle_utf8,
+				 uint32_t **uids_r, size_t *count_r);
 
 /* --- Changing --- */
 

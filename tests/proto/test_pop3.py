@@ -190,6 +190,23 @@ def test_login_address_case_insensitive(server):
         assert stat(c)[0] == 1
 
 
+@pytest.mark.parametrize("password", ["correct horse battery", " leading space",
+                                      "p\u00e4ssw\u00f6rd\u20ac", "semi;colon\"quote'"])
+def test_passwords_with_spaces_and_utf8(sarn_factory, password):
+    srv = sarn_factory(users={ALICE: password})
+    with srv.raw("pop3") as c:
+        c.expect_ok()
+        c.cmd_ok(f"USER {ALICE}")
+        c.cmd_ok(f"PASS {password}")
+    with srv.raw("pop3") as c:
+        c.expect_ok()
+        c.cmd_ok(f"AUTH PLAIN {sasl_plain(ALICE, password)}")
+    with srv.raw("pop3") as c:
+        c.expect_ok()
+        c.cmd_ok(f"USER {ALICE}")
+        assert c.cmd_err(f"PASS {password.strip()}x").startswith("-ERR [AUTH]")
+
+
 def test_password_is_case_sensitive(server):
     with server.raw("pop3") as c:
         c.expect_ok()
@@ -347,6 +364,15 @@ def test_auth_login_initial_response(server):
         assert r.startswith("+") and not r.startswith("+OK"), r
         c.cmd_ok(b64("secret"))
         assert stat(c) == (0, 0)
+
+
+def test_auth_plain_empty_initial_response(server):
+    """RFC 5034 4: "=" is a zero-length initial response, not a request for a challenge."""
+    with server.raw("pop3") as c:
+        c.expect_ok()
+        r = c.cmd("AUTH PLAIN =")
+        assert r.startswith("-ERR"), r
+        c.cmd_ok(f"AUTH PLAIN {sasl_plain(ALICE, 'secret')}")
 
 
 def test_auth_mechanism_case_insensitive(server):
@@ -511,6 +537,17 @@ def test_retr_lf_only_message_is_sent_with_crlf(server):
     assert re.search(rb"(?<!\r)\n", raw) is None, "bare LF in RETR output"
     assert strip_trace(got) == m.replace(b"\n", b"\r\n")
     assert size == len(got)
+
+
+def test_retr_bare_cr_is_not_sent(server):
+    """RFC 1939/5322: lines end in CRLF; a bare CR from the input must not reach the client."""
+    server.deliver(ALICE, b"From: a@b.test\r\nSubject: cr\r\n\r\nline3\rstill3\r\nmixed\nend\r\n")
+    with login(server) as c:
+        size = int(c.cmd_ok("LIST 1").split()[2])
+        c.cmd_ok("RETR 1")
+        raw = c.multiline()
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", raw) is None, f"bare CR/LF in RETR: {raw!r}"
+    assert size == len(pop3_unstuff(raw))
 
 
 def test_retr_message_without_final_newline(server):

@@ -170,6 +170,19 @@ def test_address_variants(server):
     assert inbox(server, BOB) == []
 
 
+def test_rcpt_postmaster_without_domain(server):
+    """RFC 5321 4.5.1: "Postmaster" without a domain MUST be accepted."""
+    assert server.cli("alias", "add", "postmaster@example.com", ALICE).returncode == 0
+    with session(server) as c:
+        c.smtp("MAIL FROM:<>", 250)
+        code, t = c.smtp("RCPT TO:<Postmaster>")
+        assert code == 250, t
+        c.smtp("DATA", 354)
+        c.send(smtp_stuff(make_message("to postmaster")) + b".\r\n")
+        assert c.reply()[0] == 250
+    assert len(inbox(server)) == 1
+
+
 def test_plus_tag_of_unknown_user(server):
     with session(server) as c:
         c.smtp("MAIL FROM:<>", 250)
@@ -364,6 +377,21 @@ def test_bad_sequence(server):
     assert inbox(server) == []
 
 
+def test_commands_case_insensitive_and_lenient_space(server):
+    with server.raw("smtp") as c:
+        c.reply()
+        c.smtp("ehlo client.test", 250)
+        c.smtp("mail from:<a@remote.test> size=100 body=8bitmime", 250)
+        c.smtp("Rcpt To:<alice@example.com>", 250)
+        c.smtp("RSET", 250)
+        c.smtp("MAIL FROM: <a@remote.test>", 250)  # common client quirk
+        c.smtp(f"RCPT TO: <{BOB}>", 250)
+        c.smtp("data", 354)
+        c.send(smtp_stuff(make_message()) + b".\r\n")
+        assert c.reply()[0] == 250
+    assert len(inbox(server, BOB)) == 1
+
+
 def test_noop_vrfy_rset_quit(server):
     with session(server) as c:
         c.smtp("NOOP", 250)
@@ -468,6 +496,32 @@ def test_disconnect_after_last_line_without_dot(server):
     c.close()
     time.sleep(0.5)
     assert inbox(server) == []
+
+
+@pytest.mark.parametrize("listener", ["smtp", "lmtp"])
+def test_bare_lf_and_cr_in_data(server, listener):
+    """Bare LF/CR in DATA: either refused, or stored so that POP3 sends only CRLF lines with
+    LIST sizes that match (RFC 1939 multi-line responses are CRLF-terminated lines)."""
+    with server.raw(listener) as c:
+        c.reply()
+        c.smtp(("LHLO" if listener == "lmtp" else "EHLO") + " client.test", 250)
+        c.smtp("MAIL FROM:<a@remote.test>", 250)
+        c.smtp(f"RCPT TO:<{ALICE}>", 250)
+        c.smtp("DATA", 354)
+        c.send(b"Subject: bare\r\n\r\nline1\nline2\r\nline3\rstill3\r\nend\r\n.\r\n")
+        code, t = c.reply()
+    if code != 250:
+        assert code // 100 == 5, t
+        assert inbox(server) == []
+        return
+    with server.raw("pop3") as c:
+        c.expect_ok()
+        c.pop3_login(ALICE, "secret")
+        size = int(c.cmd_ok("LIST 1").split()[2])
+        c.cmd_ok("RETR 1")
+        raw = c.multiline()
+    assert re.search(rb"(?<!\r)\n|\r(?!\n)", raw) is None, f"bare LF/CR in RETR: {raw[-60:]!r}"
+    assert size == len(raw)
 
 
 @pytest.mark.parametrize("smuggle", [b"\n.\n", b"\r\n.\n", b"\n.\r\n", b"\r.\r\n"])

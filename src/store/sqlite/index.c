@@ -72,6 +72,12 @@ enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
 		sqlite3_close(db);
 		return err;
 	}
+	/* The full-text tables, also for an index made before they existed. */
+	enum store_err err = index_fts_ensure(db);
+	if (err != STORE_OK) {
+		sqlite3_close(db);
+		return err;
+	}
 	*db_r = db;
 	return STORE_OK;
 }
@@ -98,17 +104,16 @@ void index_rollback(sqlite3 *db)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-enum store_err index_create_mailbox(sqlite3 *db, const char *name, const char *special_use)
+enum store_err index_create_mailbox(sqlite3 *db, const char *name, const char *special_use,
+				    uint32_t uidvalidity)
 {
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(db,
-		"INSERT INTO mailbox(name, uidvalidity, special_use) VALUES(?, "
-		" max(?, coalesce((SELECT max(uidvalidity) + 1 FROM mailbox), 0)), ?)",
-		-1, &st, NULL);
+		"INSERT INTO mailbox(name, uidvalidity, special_use) VALUES(?, ?, ?)", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(db, rc, "create_mailbox");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)(uint32_t)time(NULL));
+	sqlite3_bind_int64(st, 2, uidvalidity);
 	if (special_use != NULL)
 		sqlite3_bind_text(st, 3, special_use, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);

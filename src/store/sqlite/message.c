@@ -135,6 +135,8 @@ enum store_err store_deliver(struct store_account *a, const char *mailbox, struc
 		if (rc != SQLITE_DONE)
 			err = index_err(a->db, rc, "deliver_blob");
 	}
+	if (err == STORE_OK)
+		err = index_fts_insert(a->db, id, &b->fts_header, &b->fts_body);
 	if (err == STORE_OK) {
 		bool crlf = b->size >= 2 && b->last2[0] == '\r' && b->last2[1] == '\n';
 		sqlite3_int64 args[] = {mbox, uid, (sqlite3_int64)b->size, crlf,
@@ -301,9 +303,11 @@ enum store_err store_expunge(struct store_account *a, const char *mailbox, const
 		if (err == STORE_OK)
 			err = exec_bind(a->db, "DELETE FROM blob WHERE id = ? AND refs <= 0",
 					"expunge_blob_free", 0, NULL, id);
-		if (err == STORE_OK && sqlite3_changes(a->db) > 0)
+		if (err == STORE_OK && sqlite3_changes(a->db) > 0) {
+			/* the last reference: the blob's full-text row goes with it */
+			err = index_fts_delete(a->db, id);
 			unlink_ids[nunlink++] = id;
-		else
+		} else
 			free(id);
 	}
 	if (err == STORE_OK) {
