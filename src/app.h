@@ -9,7 +9,6 @@
 #include "store/store.h"
 
 struct app {
-	const struct config *cfg;
 	struct store *store;
 	struct auth_db *auth;
 	struct workq *jobs;               /* password hashing */

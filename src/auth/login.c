@@ -57,7 +57,7 @@ static void verify_on_job_thread(void *arg)
 static void verified(void *arg)
 {
 	struct login_job *j = arg;
-	const struct config *cfg = j->app->cfg;
+	const struct config *cfg = conn_config(j->c);
 	if (j->verify == 1) {
 		j->result = LOGIN_OK;
 		ratelimit_clear(j->app->auth_fail_user, j->user);
@@ -91,8 +91,9 @@ void login_start(struct conn *c, struct app *app, const char *user, const char *
 	j->sess = sess;
 	conn_ref(c);
 	conn_pause(c);
-	if (ratelimit_blocked(app->auth_fail_ip, conn_peer_ip(c)) ||
-	    ratelimit_blocked(app->auth_fail_user, user)) {
+	uint32_t max = conn_config(c)->auth_max_failures;
+	if (ratelimit_blocked(app->auth_fail_ip, conn_peer_ip(c), max) ||
+	    ratelimit_blocked(app->auth_fail_user, user, max)) {
 		j->result = LOGIN_THROTTLED;
 		ev_post(conn_loop(c), finish, j);
 		return;

@@ -32,55 +32,73 @@ static void fill_protocols(struct server_params *params)
 	params->protos[LISTEN_LMTP] = &lmtp_proto;
 }
 
-static void reload(const char *config_file, struct config *cfg)
+/* SIGHUP: re-reads the file and publishes a new settings snapshot; limits, timeouts, auth
+ * policy, hostname, TLS files and log level change at once. Listeners, workers and the data
+ * directory are fixed for the life of the process (a change is logged and ignored). */
+static void reload(const char *config_file, const char *data_override)
 {
-	/* Certificates and the log level change at once; listeners and limits need a restart. */
-	if (config_file != NULL) {
-		struct config fresh;
-		char *err = NULL;
-		config_defaults(&fresh);
-		if (config_load(&fresh, config_file, &err) < 0) {
-			log_error("event=reload result=failed error=\"%s\"", err);
-			free(err);
-			config_free(&fresh);
-			return;
-		}
-		log_set_level(fresh.log_level);
-		free(cfg->tls_cert);
-		free(cfg->tls_key);
-		cfg->tls_cert = fresh.tls_cert ? xstrdup(fresh.tls_cert) : NULL;
-		cfg->tls_key = fresh.tls_key ? xstrdup(fresh.tls_key) : NULL;
-		config_free(&fresh);
-	}
+	const struct config *old = config_current();
+	struct config fresh;
+	config_defaults(&fresh);
 	char *err = NULL;
-	if (tls_load(cfg, &err) < 0) {
+	if (config_file != NULL && config_load(&fresh, config_file, &err) < 0) {
 		log_error("event=reload result=failed error=\"%s\"", err);
 		free(err);
+		config_free(&fresh);
 		return;
 	}
+	if (data_override != NULL) {
+		free(fresh.data_dir);
+		fresh.data_dir = xstrdup(data_override);
+	}
+	bool fixed_changed = strcmp(fresh.data_dir, old->data_dir) != 0 || fresh.workers != old->workers;
+	for (int k = 0; k < LISTEN_COUNT; k++) {
+		const char *a = fresh.listen[k] ? fresh.listen[k] : "", *b = old->listen[k] ? old->listen[k] : "";
+		fixed_changed |= strcmp(a, b) != 0;
+		free(fresh.listen[k]);
+		fresh.listen[k] = old->listen[k] ? xstrdup(old->listen[k]) : NULL;
+	}
+	if (fixed_changed)
+		log_warn("event=reload detail=\"listeners, workers and data_dir change only at restart\"");
+	free(fresh.data_dir);
+	fresh.data_dir = xstrdup(old->data_dir);
+	fresh.workers = old->workers;
+	if (tls_load(&fresh, &err) < 0) {
+		log_error("event=reload result=failed error=\"%s\"", err);
+		free(err);
+		config_free(&fresh);
+		return;
+	}
+	log_set_level(fresh.log_level);
+	config_publish(config_dup(&fresh));
+	config_free(&fresh);
 	log_info("event=reload result=ok");
 }
 
-static const char *find_config_arg(int argc, char **argv)
+static const char *find_arg(int argc, char **argv, const char *a, const char *b)
 {
 	for (int i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
+		if (!strcmp(argv[i], a) || !strcmp(argv[i], b))
 			return argv[i + 1];
 	return NULL;
 }
 
 int cmd_serve(int argc, char **argv)
 {
-	const char *cf = find_config_arg(argc, argv);
+	const char *cf = find_arg(argc, argv, "-c", "--config");
+	const char *dd = find_arg(argc, argv, "--data", "--data");
 	char *config_file = cf ? xstrdup(cf) : NULL;
+	char *data_override = dd ? xstrdup(dd) : NULL;
 	struct config cfg;
 	if (config_from_args(&cfg, &argc, argv) < 0) {
 		free(config_file);
+		free(data_override);
 		return 1;
 	}
 	if (argc > 1) {
 		fprintf(stderr, "usage: sarn serve [-c FILE] [--data DIR]\n");
 		free(config_file);
+		free(data_override);
 		config_free(&cfg);
 		return 2;
 	}
@@ -95,7 +113,8 @@ int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	struct app app = {.cfg = &cfg};
+	config_publish(config_dup(&cfg));
+	struct app app = {0};
 	struct server *server = NULL;
 	char *err = NULL;
 	int rc = 1;
@@ -114,8 +133,8 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	app.jobs = workq_new(cfg.auth_threads);
-	app.auth_fail_ip = ratelimit_new(cfg.auth_max_failures, 600);
-	app.auth_fail_user = ratelimit_new(cfg.auth_max_failures, 600);
+	app.auth_fail_ip = ratelimit_new(600);
+	app.auth_fail_user = ratelimit_new(600);
 
 	struct server_params params = {.cfg = &cfg, .app = &app};
 	fill_protocols(&params);
@@ -135,7 +154,7 @@ int cmd_serve(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			reload(config_file, &cfg);
+			reload(config_file, data_override);
 			continue;
 		}
 		log_info("event=stopping signal=%d", sig);
@@ -156,6 +175,8 @@ out:
 	auth_db_close(&app.auth);
 	store_close(&app.store);
 	config_free(&cfg);
+	config_retire_all();
 	free(config_file);
+	free(data_override);
 	return rc;
 }

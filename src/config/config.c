@@ -3,6 +3,8 @@
 #include "core/buf.h"
 
 #include <ini.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,4 +244,61 @@ int config_from_args(struct config *cfg, int *argc, char **argv)
 	if (data != NULL)
 		set_str(&cfg->data_dir, data);
 	return 0;
+}
+
+struct snapshot {
+	struct config *cfg;
+	struct snapshot *next;
+};
+
+static _Atomic(struct config *) current;
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snapshot *published;
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+struct config *config_dup(const struct config *cfg)
+{
+	struct config *c = xmalloc(sizeof *c);
+	*c = *cfg;
+	c->data_dir = dup_or_null(cfg->data_dir);
+	c->hostname = dup_or_null(cfg->hostname);
+	c->tls_cert = dup_or_null(cfg->tls_cert);
+	c->tls_key = dup_or_null(cfg->tls_key);
+	for (int i = 0; i < LISTEN_COUNT; i++)
+		c->listen[i] = dup_or_null(cfg->listen[i]);
+	return c;
+}
+
+void config_publish(struct config *cfg)
+{
+	struct snapshot *sn = xcalloc(1, sizeof *sn);
+	sn->cfg = cfg;
+	pthread_mutex_lock(&retired_lock);
+	sn->next = published;
+	published = sn;
+	pthread_mutex_unlock(&retired_lock);
+	atomic_store(&current, cfg);
+}
+
+const struct config *config_current(void)
+{
+	return atomic_load(&current);
+}
+
+void config_retire_all(void)
+{
+	atomic_store(&current, NULL);
+	pthread_mutex_lock(&retired_lock);
+	while (published != NULL) {
+		struct snapshot *sn = published;
+		published = sn->next;
+		config_free(sn->cfg);
+		free(sn->cfg);
+		free(sn);
+	}
+	pthread_mutex_unlock(&retired_lock);
 }

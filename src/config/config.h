@@ -65,6 +65,15 @@ void config_free(struct config *cfg);
 
 const char *listener_name(enum listener_kind kind);
 
+/* The running server's settings: an immutable snapshot, replaced as a whole on SIGHUP.
+ * config_publish takes ownership of cfg (a heap copy made by the caller). Snapshots that
+ * were current stay valid until config_retire_all at exit, so readers need no lock. */
+void config_publish(struct config *cfg);
+const struct config *config_current(void);
+void config_retire_all(void);
+/* A heap copy of cfg (every string duplicated). */
+struct config *config_dup(const struct config *cfg);
+
 /* Finds the data the way every subcommand does: "-c FILE", "--data DIR", else ./sarn-data.
  * Removes the options it used from argv (updating *argc). 0 ok, -1 error (printed). */
 int config_from_args(struct config *cfg, int *argc, char **argv);

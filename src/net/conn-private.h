@@ -9,7 +9,6 @@
 struct worker {
 	struct server *server;
 	struct ev_loop *loop;
-	const struct config *cfg;
 	void *app;
 	struct conn *conns; /* doubly linked list of live connections */
 	int nconns;

@@ -185,7 +185,7 @@ struct buf *conn_input(struct conn *c)
 int conn_getline(struct conn *c, struct buf *line)
 {
 	unsigned char *lf = memchr(c->in.data, '\n', c->in.len);
-	size_t max = c->w->cfg->max_line_length;
+	size_t max = config_current()->max_line_length;
 	if (lf == NULL) {
 		if (c->in.len <= max)
 			return 0;
@@ -297,7 +297,8 @@ struct ev_loop *conn_loop(const struct conn *c)
 
 const struct config *conn_config(const struct conn *c)
 {
-	return c->w->cfg;
+	(void)c; /* one snapshot for every connection; kept in the API for per-listener settings */
+	return config_current();
 }
 
 void *conn_app(const struct conn *c)
@@ -449,7 +450,7 @@ static void conn_update(struct conn *c)
 		if (c->out.len > 0 || c->producing)
 			events |= EV_WRITE;
 		if (!c->closing && !c->starttls_pending && c->paused == 0 &&
-		    c->out.len < CONN_OUT_HIGH && c->in.len < c->w->cfg->max_line_length + READ_CHUNK)
+		    c->out.len < CONN_OUT_HIGH && c->in.len < config_current()->max_line_length + READ_CHUNK)
 			events |= EV_READ;
 		if (c->ssl != NULL && SSL_want_write(c->ssl))
 			events |= EV_WRITE;
@@ -499,7 +500,7 @@ static void conn_on_io(void *arg, int events)
 	if (events & EV_READ) {
 		while (!c->dead && !c->closing && c->paused == 0 && !c->starttls_pending &&
 		       c->out.len < CONN_OUT_HIGH &&
-		       c->in.len < c->w->cfg->max_line_length + READ_CHUNK) {
+		       c->in.len < config_current()->max_line_length + READ_CHUNK) {
 			int r = read_some(c);
 			if (r < 0) {
 				conn_kill(c);

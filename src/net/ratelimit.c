@@ -18,7 +18,6 @@ struct rl_entry {
 
 struct ratelimit {
 	pthread_mutex_t lock;
-	uint32_t max_failures;
 	uint32_t window;
 	struct rl_entry *buckets[BUCKETS];
 };
@@ -31,11 +30,10 @@ static unsigned hash(const char *s)
 	return h % BUCKETS;
 }
 
-struct ratelimit *ratelimit_new(uint32_t max_failures, uint32_t window_seconds)
+struct ratelimit *ratelimit_new(uint32_t window_seconds)
 {
 	struct ratelimit *rl = xcalloc(1, sizeof *rl);
 	pthread_mutex_init(&rl->lock, NULL);
-	rl->max_failures = max_failures;
 	rl->window = window_seconds;
 	return rl;
 }
@@ -77,11 +75,11 @@ static struct rl_entry **find(struct ratelimit *rl, const char *key, time_t now)
 	return pp;
 }
 
-bool ratelimit_blocked(struct ratelimit *rl, const char *key)
+bool ratelimit_blocked(struct ratelimit *rl, const char *key, uint32_t max_failures)
 {
 	pthread_mutex_lock(&rl->lock);
 	struct rl_entry *e = *find(rl, key, time(NULL));
-	bool blocked = e != NULL && e->failures >= rl->max_failures;
+	bool blocked = e != NULL && e->failures >= max_failures;
 	pthread_mutex_unlock(&rl->lock);
 	return blocked;
 }

@@ -7,10 +7,10 @@
 
 struct ratelimit;
 
-struct ratelimit *ratelimit_new(uint32_t max_failures, uint32_t window_seconds);
+struct ratelimit *ratelimit_new(uint32_t window_seconds);
 void ratelimit_free(struct ratelimit **rl);
 /* True when key has reached max_failures within the window. */
-bool ratelimit_blocked(struct ratelimit *rl, const char *key);
+bool ratelimit_blocked(struct ratelimit *rl, const char *key, uint32_t max_failures);
 /* Records a failure; returns the failures within the window, this one included. */
 uint32_t ratelimit_fail(struct ratelimit *rl, const char *key);
 void ratelimit_clear(struct ratelimit *rl, const char *key);

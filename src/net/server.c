@@ -135,7 +135,6 @@ int server_start(const struct server_params *params, struct server **server_r, c
 		struct worker *wk = &s->workers[w];
 		wk->server = s;
 		wk->loop = ev_loop_new();
-		wk->cfg = params->cfg;
 		wk->app = params->app;
 		for (int k = 0; k < LISTEN_COUNT; k++) {
 			struct listener *l = &s->listeners[w * LISTEN_COUNT + k];
@@ -218,7 +217,7 @@ void server_free(struct server **sp)
 
 bool server_conn_admit(struct server *s, const char *ip)
 {
-	const struct config *cfg = s->params.cfg;
+	const struct config *cfg = config_current();
 	bool ok = false;
 	pthread_mutex_lock(&s->count_lock);
 	struct ip_count *e = s->ip_counts;

@@ -9,6 +9,7 @@
 struct server;
 
 struct server_params {
+	/* Listeners and worker count; limits are read from config_current() as they change. */
 	const struct config *cfg;
 	/* Protocol per listener kind; NULL = that protocol is not built, the listener stays shut. */
 	const struct proto *protos[LISTEN_COUNT];

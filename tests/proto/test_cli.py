@@ -1,5 +1,6 @@
 """The sarn command line: accounts, aliases, deliver, check, start-up recovery."""
 import re
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -418,3 +419,52 @@ def test_sigterm_idle(server):
     t = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - t < 5
+
+
+# ---------------------------------------------------------------------------------------
+# SIGHUP: settings reload without a restart
+# ---------------------------------------------------------------------------------------
+
+def _ehlo_size(srv):
+    with srv.raw("smtp") as c:
+        c.reply()
+        code, lines = c.smtp("EHLO client.test")
+        assert code == 250
+        return [l for l in lines if l.upper().startswith("SIZE")][0]
+
+
+def test_sighup_reloads_limits_and_keeps_serving(sarn_factory):
+    srv = sarn_factory(overrides={"limits": {"max_message_size": "1M"}})
+    assert _ehlo_size(srv) == f"SIZE {1024 * 1024}"
+    with srv.raw("pop3") as idle:  # a session open across the reload keeps working
+        idle.expect_ok()
+        srv.overrides["limits"]["max_message_size"] = "2M"
+        srv.overrides["limits"]["max_recipients"] = "1"
+        srv.write_config()
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "event=reload result=ok" not in srv.log_text():
+            assert time.monotonic() < deadline, srv.log_tail()
+            time.sleep(0.05)
+        assert _ehlo_size(srv) == f"SIZE {2 * 1024 * 1024}"
+        with srv.raw("smtp") as c:
+            c.reply()
+            c.smtp("EHLO client.test", 250)
+            c.smtp("MAIL FROM:<>", 250)
+            c.smtp("RCPT TO:<alice@example.com>", 250)
+            code, t = c.smtp("RCPT TO:<bob@example.com>")
+            assert code == 452, t
+        idle.pop3_login("alice@example.com", "secret")
+    assert srv.running()
+
+
+def test_sighup_with_broken_config_keeps_old_settings(sarn_factory):
+    srv = sarn_factory(overrides={"limits": {"max_message_size": "1M"}})
+    srv.config_path.write_text("[limits]\nmax_message_size = lots\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "event=reload result=failed" not in srv.log_text():
+        assert time.monotonic() < deadline, srv.log_tail()
+        time.sleep(0.05)
+    assert _ehlo_size(srv) == f"SIZE {1024 * 1024}"
+    srv.write_config()  # leave a valid file for the teardown
