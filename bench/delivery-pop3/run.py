@@ -12,6 +12,7 @@ See README.md next to this file for what is measured and how.
 import argparse
 import base64
 import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -418,10 +419,16 @@ max_connections_per_ip = 1000
         try:
             rev = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
             dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
-            v += " (git %s%s)" % (rev, ", with uncommitted changes" if dirty else "")
+            files = [l.split(None, 1)[1] for l in dirty.splitlines() if l.strip()]
+            files = [f for f in files if f.startswith("src/") or f.endswith("meson.build")]
+            v += ", git %s" % rev
+            if files:
+                v += " + uncommitted changes to %s" % ", ".join(files)
         except (subprocess.CalledProcessError, OSError):
             pass
-        return v
+        with open(self.bin, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        return v + ", binary sha256 %s…" % digest
 
     def add_users(self, users):
         """`sarn user add` per account, 8 at a time (each one hashes with yescrypt)."""
@@ -631,9 +638,9 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(os.path.dirname(REPO), "shared", "corpus",
                                                      "public"))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--small", type=int, default=2000, help="corpus messages per delivery run")
+    ap.add_argument("--small", type=int, default=1000, help="corpus messages per delivery run")
     ap.add_argument("--big", type=int, default=50, help="1 MB messages per delivery run")
-    ap.add_argument("--logins", type=int, default=25, help="logins per client (4 clients)")
+    ap.add_argument("--logins", type=int, default=10, help="logins per client (4 clients)")
     ap.add_argument("--idle", type=int, default=200, help="idle POP3 sessions for memory")
     ap.add_argument("--no-optimized", action="store_true",
                     help="skip the extra Dovecot instance with mail_fsync = optimized")
@@ -827,25 +834,30 @@ def bench(args, scratch, servers):
             res.add("login", s.name, rate=n / wall, n=n, secs=wall)
             log("rep %d login: %-18s %d logins %.2f s %.1f/s" % (r + 1, s.name, n, wall, n / wall))
 
-    # 4. Memory with idle sessions: after the workload (0 sessions), then with N logged-in
-    # POP3 sessions open. Measured once per repetition.
-    for r in range(reps):
-        for s in main_servers:
+    # 4. Memory: after the workload with no session, then with N logged-in POP3 sessions
+    # open. Each state is sampled `reps` times, 1 s apart (the sessions are opened once per
+    # server: every login costs a yescrypt hash).
+    for s in main_servers:
+        time.sleep(2.0)
+        before = []
+        for r in range(reps):
+            before.append(memory(s.pids()))
             time.sleep(1.0)
-            rss0, pss0, n0 = memory(s.pids())
-            conns = open_idle(s, args.idle)
-            time.sleep(1.0)
-            pids = s.pids()
-            rss1, pss1, n1 = memory(pids)
-            names = proc_names(pids)
+        conns = open_idle(s, args.idle)
+        try:
+            for r in range(reps):
+                time.sleep(1.0)
+                pids = s.pids()
+                rss1, pss1, n1 = memory(pids)
+                rss0, pss0, n0 = before[r]
+                res.add("mem_idle", s.name, rss0=rss0, pss0=pss0, procs0=n0, rss=rss1,
+                        pss=pss1, procs=n1, names=proc_names(pids),
+                        per_rss=(rss1 - rss0) / args.idle, per_pss=(pss1 - pss0) / args.idle)
+                log("memory %d: %-18s no session %d kB RSS / %d kB PSS (%d procs); %d sessions "
+                    "%d kB RSS / %d kB PSS (%d procs)" % (r + 1, s.name, rss0, pss0, n0,
+                                                         args.idle, rss1, pss1, n1))
+        finally:
             close_idle(conns)
-            res.add("mem_idle", s.name, rss0=rss0, pss0=pss0, procs0=n0, rss=rss1, pss=pss1,
-                    procs=n1, names=names, per_rss=(rss1 - rss0) / args.idle,
-                    per_pss=(pss1 - pss0) / args.idle)
-            log("rep %d memory: %-18s before %d kB RSS / %d kB PSS (%d procs); with %d sessions "
-                "%d kB RSS / %d kB PSS (%d procs)" % (r + 1, s.name, rss0, pss0, n0, args.idle,
-                                                     rss1, pss1, n1))
-            time.sleep(1.0)
 
     # Sanity: both servers hold the same number of messages in every mailbox downloaded.
     for key in ("pop3_1", "pop3_8", "pop3_big_1"):
@@ -853,7 +865,7 @@ def bench(args, scratch, servers):
         if len(set(map(tuple, counts.values()))) != 1:
             raise RuntimeError("message counts differ for %s: %s" % (key, counts))
 
-    fsync_counts = count_fsyncs(all_servers, corpus, scratch)
+    fsync_counts = census(all_servers, main_servers, corpus, bigs, scratch)
     info.append(("load average at end", "%.2f %.2f %.2f" % os.getloadavg()))
     info.append(("run time", "%.0f s" % (time.monotonic() - T0)))
 
@@ -903,40 +915,63 @@ def close_idle(conns):
         c.close()
 
 
-def count_fsyncs(servers, corpus, scratch):
-    """fsync-family system calls per delivered message, counted with strace on 20 extra
-    deliveries (not timed). Skipped when strace is missing."""
+SYNC = ("fsync", "fdatasync", "sync_file_range", "syncfs", "msync")
+WRITE = ("write", "writev", "pwrite64", "pwritev", "pwritev2")
+
+
+def strace_count(s, scratch, tag, calls, action):
+    """Runs action() with strace -c attached to every process of server s (-p takes every
+    thread of a process, -f follows processes started later); returns {syscall: count}."""
+    outfile = os.path.join(scratch, "strace-%s-%d.txt" % (tag, s.lmtp))
+    cmd = ["strace", "-f", "-c", "-o", outfile, "-e", "trace=" + ",".join(calls)]
+    for pid in s.pids():
+        cmd += ["-p", str(pid)]
+    tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    try:
+        action()
+        time.sleep(0.5)
+    finally:
+        tr.send_signal(signal.SIGINT)
+        try:
+            tr.wait(10)
+        except subprocess.TimeoutExpired:
+            tr.kill()
+            tr.wait()
+    out = {}
+    for l in tail(outfile, 100).splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", l)
+        if m and m.group(2) != "total":
+            out[m.group(2)] = int(m.group(1))
+    return out
+
+
+def census(servers, pop3_servers, corpus, bigs, scratch):
+    """System calls per operation, counted with strace on a few extra operations after the
+    timed runs (not timed themselves): sync calls per 4 kB delivery, write calls per 1 MB
+    delivery, sync calls per message of a first POP3 download. Skipped without strace."""
     if shutil.which("strace") is None:
+        log("strace not found: no system call census")
         return {}
     out = {}
+    n_small, n_big = 20, 3
     for s in servers:
-        pids = s.pids()
-        outfile = os.path.join(scratch, "strace-%d.txt" % s.lmtp)
-        cmd = ["strace", "-f", "-c", "-o", outfile, "-e",
-               "trace=fsync,fdatasync,sync_file_range,syncfs,msync"]
-        # -p attaches to every thread of a process; -f follows processes started later
-        for pid in pids:
-            cmd += ["-p", str(pid)]
-        tr = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
-        try:
-            n = 20
-            deliver(s, [[(("l1@%s" % DOMAIN).encode(),) + corpus[j] for j in range(n)]])
-            time.sleep(0.5)
-        finally:
-            tr.send_signal(signal.SIGINT)
-            try:
-                tr.wait(10)
-            except subprocess.TimeoutExpired:
-                tr.kill()
-                tr.wait()
-        calls = {}
-        for l in tail(outfile, 100).splitlines():
-            m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", l)
-            if m and m.group(2) != "total":
-                calls[m.group(2)] = int(m.group(1)) / n
-        out[s.name] = calls
-        log("%s: sync calls per delivery: %s" % (s.name, calls))
+        rc = ("l1@%s" % DOMAIN).encode()
+        sync = strace_count(s, scratch, "sync", SYNC, lambda: deliver(
+            s, [[(rc,) + corpus[j] for j in range(n_small)]]))
+        rc2 = ("l2@%s" % DOMAIN).encode()
+        writes = strace_count(s, scratch, "write", WRITE, lambda: deliver(
+            s, [[(rc2,) + bigs[j] for j in range(n_big)]]))
+        row = {"sync per 4 kB delivery": sum(sync.values()) / n_small,
+               "sync detail": ", ".join("%s %.1f" % (k, v / n_small)
+                                        for k, v in sorted(sync.items())),
+               "write calls per 1 MB delivery": sum(writes.values()) / n_big}
+        if s in pop3_servers:
+            pop = strace_count(s, scratch, "pop", SYNC, lambda: parallel(
+                pop3_worker, [(s.pop3, rc)]))
+            row["sync per message, first POP3 download"] = sum(pop.values()) / n_small
+        out[s.name] = row
+        log("%s: %s" % (s.name, row))
     return out
 
 
@@ -1028,11 +1063,21 @@ def render(args, info, res, sarn, dove, all_servers, avg_small, fsync_counts):
     L.append("Password hashes: sarn: %s. Dovecot: %s." % (sarn.hash_note(), dove.hash_note()))
     if fsync_counts:
         L.append("")
-        L.append("fsync-family system calls per delivered message (strace -f -c on 20 extra "
-                 "4 kB deliveries, not timed): " + "; ".join(
-                     "%s: %s" % (name, ", ".join("%s %.1f" % kv for kv in sorted(c.items()))
-                                 or "none")
-                     for name, c in fsync_counts.items()) + ".")
+        L.append("System calls per operation (strace -f -c attached to every server process "
+                 "during a few extra operations after the timed runs; not timed):")
+        L.append("")
+        names = list(fsync_counts)
+        L.append("| | " + " | ".join(names) + " |")
+        L.append("|---" * (len(names) + 1) + "|")
+        keys = []
+        for c in fsync_counts.values():
+            keys += [k for k in c if k not in keys]
+        for k in keys:
+            cells = []
+            for n in names:
+                v = fsync_counts[n].get(k)
+                cells.append("" if v is None else v if isinstance(v, str) else "%.1f" % v)
+            L.append("| %s | %s |" % (k, " | ".join(cells)))
     L.append("")
     L.append("Every repetition (in order):")
     L.append("")

@@ -140,7 +140,12 @@ typedef int imap_literal_sink_fn(void *ctx, enum imap_literal_event ev,
 
 struct imap_parser;
 
+/* A parser for one connection, ready for its first command: only synchronising literals, no
+ * UTF-8 in quoted strings, no literal8 until the setters below say otherwise. limits is
+ * copied. */
 struct imap_parser *imap_parser_new(const struct imap_parser_limits *limits);
+/* Frees the parser and sets *parser to NULL; NULL is fine. Never calls the literal sink: a
+ * caller that frees the parser in the middle of a streamed literal cleans up its sink itself. */
 void imap_parser_free(struct imap_parser **parser);
 
 /* Connection-wide options; call between commands. */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define BLOB_WRITE_BUFFER (64 * 1024)
+
 static enum store_err errno_to_store(int e)
 {
 	return (e == ENOSPC || e == EDQUOT) ? STORE_NOSPACE : STORE_TEMP;
@@ -41,15 +43,42 @@ enum store_err store_blob_begin(struct store *store, struct store_blob **blob_r)
 	return STORE_OK;
 }
 
+/* A failed write leaves the file incomplete: the error sticks, so the blob can never be
+ * finished and delivered. */
+static enum store_err write_out(struct store_blob *b, const void *data, size_t len)
+{
+	if (len > 0 && write_full(b->fd, data, len) < 0) {
+		int e = errno;
+		log_error("event=blob_write path=%s error=\"%s\"", b->path, strerror(e));
+		b->write_err = errno_to_store(e);
+	}
+	return b->write_err;
+}
+
+static enum store_err flush_pending(struct store_blob *b)
+{
+	enum store_err err = write_out(b, b->wbuf.data, b->wbuf.len);
+	buf_clear(&b->wbuf);
+	return err;
+}
+
 enum store_err store_blob_write(struct store_blob *b, const void *data, size_t len)
 {
 	if (b->fd < 0 || b->finished)
 		return STORE_INVALID;
-	if (write_full(b->fd, data, len) < 0) {
-		int e = errno;
-		log_error("event=blob_write path=%s error=\"%s\"", b->path, strerror(e));
-		return errno_to_store(e);
-	}
+	if (b->write_err != STORE_OK)
+		return b->write_err;
+	/* Callers write line by line (CRLF normalisation): gather small writes into one
+	 * system call per BLOB_WRITE_BUFFER bytes. */
+	enum store_err err = STORE_OK;
+	if (b->wbuf.len + len > BLOB_WRITE_BUFFER && b->wbuf.len > 0)
+		err = flush_pending(b);
+	if (err == STORE_OK && len >= BLOB_WRITE_BUFFER)
+		err = write_out(b, data, len);
+	else if (err == STORE_OK)
+		buf_append(&b->wbuf, data, len);
+	if (err != STORE_OK)
+		return err;
 	const unsigned char *p = data;
 	mime_parser_feed(b->parser, p, len);
 	if (len >= 2) {
@@ -67,6 +96,12 @@ enum store_err store_blob_finish(struct store_blob *b)
 {
 	if (b->finished)
 		return STORE_OK;
+	if (b->fd < 0)
+		return STORE_INVALID;
+	enum store_err err = flush_pending(b);
+	buf_free(&b->wbuf);
+	if (err != STORE_OK)
+		return err;
 	if (fsync(b->fd) < 0) {
 		int e = errno;
 		log_error("event=blob_fsync path=%s error=\"%s\"", b->path, strerror(e));
@@ -108,6 +143,7 @@ void store_blob_free(struct store_blob **bp)
 	free(b->path);
 	mime_parser_free(&b->parser);
 	buf_free(&b->parsed);
+	buf_free(&b->wbuf);
 	buf_free(&b->fts_header);
 	buf_free(&b->fts_body);
 	free(b);

@@ -362,8 +362,7 @@ static void check_fts_missing(struct checker *k, const char *acct_dir, sqlite3 *
 		problem(k, false, "%s: %zu of %zu messages not in the full-text index could not be"
 			" indexed", acct_dir, failed, n);
 	else
-		problem(k, k->repair, "%s: %zu messages are not in the full-text index%s", acct_dir,
-			n, k->repair ? " (indexed again)" : "");
+		problem(k, k->repair, "%s: %zu messages are not in the full-text index", acct_dir, n);
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);

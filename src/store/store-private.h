@@ -30,6 +30,8 @@ struct store_blob {
 	uint64_t size;
 	unsigned char last2[2]; /* the final two octets, to know if the message ends in CRLF */
 	bool finished;
+	struct buf wbuf;            /* written data not yet passed to write(2) */
+	enum store_err write_err;   /* the first write error (sticky) */
 	struct mime_parser *parser; /* fed as bytes arrive: each message is parsed once */
 	struct buf parsed;          /* serialized parse result, saved with every delivered copy */
 	/* Folded text for the full-text index, extracted once in store_blob_finish. */

@@ -42,7 +42,7 @@ static const char fts_schema[] =
 	" header TEXT NOT NULL,"
 	" body TEXT NOT NULL);"
 	"CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(grams,"
-	" tokenize = 'trigram case_sensitive 1', detail = none);";
+	" tokenize = 'trigram case_sensitive 1', detail = none, columnsize = 0);";
 
 enum store_err index_fts_ensure(sqlite3 *db)
 {

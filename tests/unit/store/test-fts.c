@@ -618,6 +618,52 @@ static void test_extract_chunk_boundaries(void **state)
 	}
 }
 
+/* Writes in pieces of 1..7 bytes (as line-by-line callers do) reach the file intact. */
+static void test_small_writes(void **state)
+{
+	struct fixture *f = *state;
+	struct buf msg = {0};
+	buf_append_str(&msg, "Subject: pieces\r\n\r\n");
+	for (int i = 0; i < 20000; i++)
+		buf_printf(&msg, "line %d\r\n", i);
+	buf_append_str(&msg, "lastword\r\n");
+	struct store_blob *b = NULL;
+	assert_int_equal(store_blob_begin(f->store, &b), STORE_OK);
+	for (size_t at = 0, k = 0; at < msg.len; k++) {
+		size_t n = 1 + k % 7;
+		if (n > msg.len - at)
+			n = msg.len - at;
+		assert_int_equal(store_blob_write(b, msg.data + at, n), STORE_OK);
+		at += n;
+	}
+	assert_int_equal(store_blob_size(b), msg.len);
+	assert_int_equal(store_blob_finish(b), STORE_OK);
+	assert_int_equal(store_blob_write(b, "x", 1), STORE_INVALID);
+	assert_int_equal(store_deliver(f->acct, NULL, b, 0, 0, NULL), STORE_OK);
+	store_blob_free(&b);
+	int fd = -1;
+	assert_int_equal(store_msg_open(f->acct, NULL, 1, &fd), STORE_OK);
+	unsigned char *got = xmalloc(msg.len + 1);
+	size_t have = 0;
+	ssize_t r;
+	while ((r = read(fd, got + have, msg.len + 1 - have)) > 0)
+		have += (size_t)r;
+	close(fd);
+	assert_int_equal(have, msg.len);
+	assert_memory_equal(got, msg.data, msg.len);
+	free(got);
+	struct store_msg *msgs = NULL;
+	size_t count = 0;
+	assert_int_equal(store_mailbox_messages(f->acct, NULL, &msgs, &count), STORE_OK);
+	assert_int_equal(count, 1);
+	assert_true(msgs[0].ends_in_crlf);
+	assert_int_equal(msgs[0].size, msg.len);
+	free(msgs);
+	assert_search(f, BODY, "LASTWORD", "1");
+	assert_search(f, BODY, "line 19999\nlast", "1");
+	buf_free(&msg);
+}
+
 static void test_cap_on_indexed_text(void **state)
 {
 	struct fixture *f = *state;
@@ -697,6 +743,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_parts, setup, teardown),
 		cmocka_unit_test(test_extract_directly),
 		cmocka_unit_test(test_extract_chunk_boundaries),
+		cmocka_unit_test_setup_teardown(test_small_writes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cap_on_indexed_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_reindexes_old_index, setup, teardown),
 	};
