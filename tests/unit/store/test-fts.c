@@ -232,7 +232,7 @@ static void test_scripts_without_spaces(void **state)
 	assert_search(f, BODY, "\xe0\xb8\x8d\xe0\xb8\xb5\xe0\xb9\x88\xe0\xb8\x9b\xe0\xb8\xb8", "");
 	assert_search(f, BODY, "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "2,3");           /* 日本語 */
 	assert_search(f, BODY, "\xe3\x83\x86\xe3\x82\xad\xe3\x82\xb9\xe3\x83\x88", "2"); /* テキスト */
-	assert_search(f, BODY, "\xe6\x9d\xb1\xe4\xba\xac", "3");                         /* 東京, 2 chars */
+	assert_search(f, BODY, "\xe6\x9d\xb1\xe4\xba\xac", "3"); /* 東京, 2 chars */
 	assert_search(f, BODY, "\xe6\x9c\xac", "2,3");                                   /* 本, 1 char */
 	/* Half-width katakana fold to full-width (NFKC): ﾃｷｽﾄ */
 	assert_search(f, BODY, "\xef\xbe\x83\xef\xbd\xb7\xef\xbd\xbd\xef\xbe\x84", "2");
@@ -257,7 +257,8 @@ static void test_transfer_encodings_and_charsets(void **state)
 	/* 8-bit Latin-1 without a charset: invalid UTF-8 is read as Latin-1 */
 	deliver(f, "Subject: 5\r\n\r\nun caf\xe9 cr\xe8me\r\n");
 	/* an unknown charset is read as UTF-8 */
-	deliver(f, "Subject: 6\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=x-nonsense\r\n\r\n"
+	deliver(f, "Subject: 6\r\nMIME-Version: 1.0\r\n"
+		   "Content-Type: text/plain; charset=x-nonsense\r\n\r\n"
 		   "d\xc3\xa9j\xc3\xa0 vu\r\n");
 
 	assert_search(f, BODY, "GR\xc3\x9cSSE", "1,2");   /* GRÜSSE */
