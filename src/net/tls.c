@@ -103,8 +103,11 @@ static int generate_self_signed(const char *hostname, const char *cert_path, con
 	r = 0;
 	log_info("event=tls_generated cert=%s", cert_path);
 out:
-	if (r < 0 && *err_r == NULL)
-		*err_r = xasprintf("cannot generate a self-signed certificate: %s", ssl_error_string());
+	if (r < 0 && *err_r == NULL) {
+		char *e = ssl_error_string();
+		*err_r = xasprintf("cannot generate a self-signed certificate: %s", e);
+		free(e);
+	}
 	X509_free(cert);
 	EVP_PKEY_free(key);
 	return r;
