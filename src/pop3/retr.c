@@ -12,7 +12,6 @@
 
 #define RETR_CHUNK 65536
 
-
 static void start(struct pop3 *p, uint32_t msgno, bool whole, uint64_t body_lines)
 {
 	struct pop3_msg *m = &p->msgs[msgno - 1];
@@ -31,7 +30,10 @@ static void start(struct pop3 *p, uint32_t msgno, bool whole, uint64_t body_line
 		.in_header = true, .last_was_crlf = true, .header_blank = true,
 		.body_lines = body_lines,
 	};
-	pop3_reply_ok(p, "%llu octets", (unsigned long long)m->size);
+	if (whole)
+		pop3_reply_ok(p, "%llu octets", (unsigned long long)m->size);
+	else
+		pop3_reply_ok(p, "Top of message follows");
 	pop3_retr_continue(p);
 }
 

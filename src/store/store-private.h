@@ -53,9 +53,37 @@ uint32_t store_next_uidvalidity(struct store *store);
 enum store_err index_err(sqlite3 *db, int rc, const char *what);
 /* Mailbox id by name (NULL = INBOX); STORE_NOTFOUND if missing. */
 enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r);
+/* Creates mailbox.noselect and the subscription and expunged tables when missing. */
+enum store_err index_imap_ensure(sqlite3 *db);
+/* Runs sql binding text (if not NULL) then the nargs integers; expects no rows. */
+enum store_err index_exec(sqlite3 *db, const char *sql, const char *what, int nargs,
+			  const sqlite3_int64 *args, const char *text);
 enum store_err index_begin(sqlite3 *db);
 enum store_err index_commit(sqlite3 *db);
 void index_rollback(sqlite3 *db);
+
+/* Blob files whose last reference went inside a transaction: unlinked after the commit. */
+struct blob_unlinks {
+	char **ids;
+	size_t n, cap;
+};
+/* Unlinks the files if committed, then frees the list. */
+void blob_unlinks_finish(struct store_account *a, struct blob_unlinks *u, bool committed);
+/* Inside the caller's transaction: deletes the messages (UIDs not present are skipped),
+ * drops a reference to each blob (the last one also drops the blob and full-text rows and
+ * queues the file in u). modseq > 0 records each in the expunged table with that MODSEQ.
+ * *removed_r (if not NULL) counts the messages removed. */
+enum store_err index_expunge_uids(struct store_account *a, int64_t mbox, const uint32_t *uids,
+				  size_t count, uint64_t modseq, struct blob_unlinks *u,
+				  size_t *removed_r);
+/* The mailbox's HIGHESTMODSEQ + 1, reserved by storing it (inside the caller's transaction). */
+enum store_err index_next_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq_r);
+/* Mailbox name check (non-empty, at most 1024 octets, no control characters, no empty
+ * hierarchy level); "INBOX" in any case becomes "INBOX". NULL if invalid; else name or a
+ * static "INBOX". */
+const char *store_mailbox_name(const char *name);
+/* The normalised, sorted keyword list ("a b c", NULL if none) or NULL with *ok false. */
+char *keywords_join(const char *const *kw, size_t n, bool *ok);
 
 /* Full-text index (sqlite/fts.c): `fts_text(docid, blob, header, body)` holds the folded
  * text of each blob (one row per blob, shared by every message of the account that refers

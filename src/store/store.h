@@ -144,4 +144,148 @@ enum store_err store_expire_downloaded(struct store_account *acct, const char *m
 enum store_err store_pop3_lock(struct store_account *acct);
 void store_pop3_unlock(struct store_account *acct);
 
+/* ===================== For IMAP ===================================================== */
+
+/* All system flags that can be stored (\Recent is never stored). */
+#define STORE_FLAGS_ALL                                                                   \
+	(STORE_FLAG_SEEN | STORE_FLAG_ANSWERED | STORE_FLAG_FLAGGED | STORE_FLAG_DELETED |   \
+	 STORE_FLAG_DRAFT)
+
+/* --- Mailboxes ---
+ * Names are UTF-8 with '/' as the hierarchy delimiter. Every function re-checks them:
+ * non-empty, at most 1024 octets, no control characters and no empty level (no leading,
+ * trailing or doubled '/'), else STORE_INVALID. "INBOX" is matched in any case.
+ * A \Noselect mailbox (left by deleting a mailbox that has inferiors) holds no messages;
+ * every message function treats it as missing (STORE_NOTFOUND). */
+
+/* Creates name and any missing parents (RFC 9051 §6.3.4) with a new UIDVALIDITY;
+ * special_use (e.g. "\\Archive", NULL = none) applies to name only. STORE_EXISTS if it
+ * exists; creating a \Noselect name makes it selectable again (with a new UIDVALIDITY). */
+enum store_err store_mailbox_create(struct store_account *acct, const char *name,
+				    const char *special_use);
+/* RFC 9051 §6.3.5: INBOX → STORE_PERM. The messages are removed (files released as by
+ * store_expunge); a mailbox with inferiors stays as \Noselect, others go. Deleting a
+ * \Noselect mailbox that still has inferiors → STORE_PERM. */
+enum store_err store_mailbox_delete(struct store_account *acct, const char *name);
+/* RFC 9051 §6.3.6: renames the mailbox and its inferiors (UIDVALIDITY and UIDs kept),
+ * creating missing parents of new. Renaming INBOX moves its messages to a new mailbox new
+ * (a new UIDVALIDITY, the same UIDs) and leaves INBOX empty; INBOX's inferiors stay.
+ * STORE_NOTFOUND if old is missing, STORE_EXISTS if new (or an inferior of it) exists,
+ * STORE_INVALID if new is old or one of its inferiors. Subscriptions are not changed. */
+enum store_err store_mailbox_rename(struct store_account *acct, const char *old_name,
+				    const char *new_name);
+
+struct store_mailbox_entry {
+	char *name;
+	char *special_use; /* NULL if none */
+	bool subscribed;
+	bool noselect;
+	bool has_children;
+};
+/* Every mailbox sorted by name (octet order). Free with store_mailbox_list_free. */
+enum store_err store_mailbox_list(struct store_account *acct, struct store_mailbox_entry **r,
+				  size_t *count_r);
+void store_mailbox_list_free(struct store_mailbox_entry *entries, size_t count);
+
+/* Subscriptions are a separate list: a name may be subscribed without existing. Subscribing
+ * twice or unsubscribing a name not subscribed is not an error. */
+enum store_err store_subscribe(struct store_account *acct, const char *name, bool on);
+/* Subscribed names sorted (octet order). Free with store_names_free. */
+enum store_err store_subscriptions(struct store_account *acct, char ***names_r, size_t *count_r);
+void store_names_free(char **names, size_t count);
+
+/* --- Flags and keywords ---
+ * Keywords are IMAP atoms (no control characters, space, ( ) { % * " \ ], not starting
+ * with '\'), compared case-insensitively, stored once each as a space-separated list
+ * sorted case-insensitively; a bad keyword → STORE_INVALID. Every change of a message's
+ * flags or keywords gives it a new MODSEQ (HIGHESTMODSEQ + 1); an unchanged one keeps its
+ * MODSEQ. */
+
+enum store_flag_op {
+	STORE_FLAGS_ADD,
+	STORE_FLAGS_REMOVE,
+	STORE_FLAGS_REPLACE,
+};
+
+enum store_flag_status {
+	STORE_FLAG_CHANGED,   /* flags changed: modseq is the new MODSEQ */
+	STORE_FLAG_UNCHANGED, /* the operation changed nothing */
+	STORE_FLAG_MODIFIED,  /* skipped: MODSEQ > unchangedsince (RFC 7162 MODIFIED) */
+};
+
+struct store_flag_result {
+	uint32_t uid;
+	enum store_flag_status status;
+	uint32_t flags;   /* after the operation (as they are, if skipped) */
+	char *keywords;   /* likewise; NULL if none */
+	uint64_t modseq;
+};
+
+/* One transaction over the messages uids[0..n) of mailbox (UIDs no longer present are left
+ * out of the results). unchangedsince 0 = no condition. *res_r (one entry per message
+ * found, in the order of uids) is freed with store_flag_results_free. */
+enum store_err store_set_flags(struct store_account *acct, const char *mailbox,
+			       const uint32_t *uids, size_t n, enum store_flag_op op,
+			       uint32_t flags, const char *const *keywords, size_t nkw,
+			       uint64_t unchangedsince, struct store_flag_result **res_r,
+			       size_t *nres_r);
+void store_flag_results_free(struct store_flag_result *res, size_t n);
+/* The keywords in use by messages of mailbox, sorted (for FLAGS / PERMANENTFLAGS).
+ * Free with store_names_free. */
+enum store_err store_mailbox_keywords(struct store_account *acct, const char *mailbox,
+				      char ***keywords_r, size_t *count_r);
+
+struct store_msg_full {
+	struct store_msg msg;
+	char *keywords; /* space-separated, NULL if none */
+};
+/* As store_mailbox_messages, with keywords. Free with store_msgs_full_free. */
+enum store_err store_mailbox_messages_full(struct store_account *acct, const char *mailbox,
+					   struct store_msg_full **msgs_r, size_t *count_r);
+void store_msgs_full_free(struct store_msg_full *msgs, size_t count);
+
+/* --- Copy and move (same account) --- */
+
+/* Copies messages from src to dst sharing their files (no data is copied): new UIDs in dst
+ * in the order of uids, flags, keywords and INTERNALDATE kept. *new_uids_r (n entries, 0
+ * for a UID no longer in src; the caller's to free()) gives COPYUID. STORE_NOTFOUND if src
+ * or dst is missing (IMAP: TRYCREATE for dst). One transaction. */
+enum store_err store_copy(struct store_account *acct, const char *src, const char *dst,
+			  const uint32_t *uids, size_t n, uint32_t **new_uids_r);
+/* Copy then expunge from src, in one transaction (RFC 6851). */
+enum store_err store_move(struct store_account *acct, const char *src, const char *dst,
+			  const uint32_t *uids, size_t n, uint32_t **new_uids_r);
+
+/* --- IMAP APPEND --- */
+
+/* store_deliver with keywords; flags beyond STORE_FLAGS_ALL or a bad keyword →
+ * STORE_INVALID. internaldate 0 = now. */
+enum store_err store_append(struct store_account *acct, const char *mailbox,
+			    struct store_blob *blob, uint32_t flags, const char *const *keywords,
+			    size_t nkw, int64_t internaldate, uint32_t *uid_r);
+
+/* --- Parsed data --- */
+
+/* The serialized parse result saved at delivery (mime_result_deserialize), for ENVELOPE,
+ * BODYSTRUCTURE and sections without parsing again. *data_r is the caller's to free();
+ * NULL with *len_r 0 if none was saved (the caller parses the file). STORE_EXPUNGED if the
+ * message is gone. */
+enum store_err store_msg_parsed(struct store_account *acct, const char *mailbox, uint32_t uid,
+				unsigned char **data_r, size_t *len_r);
+
+/* --- Changes (IDLE, NOOP, CONDSTORE/QRESYNC) --- */
+
+struct store_change {
+	uint32_t uid;
+	uint32_t flags;
+	char *keywords; /* NULL if none */
+	uint64_t modseq;
+};
+/* Messages with MODSEQ > modseq in UID order, and the UIDs expunged (by expunge or move)
+ * with MODSEQ > modseq, ascending. Free with store_changes_free and free(). */
+enum store_err store_changes_since(struct store_account *acct, const char *mailbox,
+				   uint64_t modseq, struct store_change **changes_r,
+				   size_t *nchanges_r, uint32_t **expunged_r, size_t *nexpunged_r);
+void store_changes_free(struct store_change *changes, size_t n);
+
 #endif

@@ -74,12 +74,94 @@ enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
 	}
 	/* The full-text tables, also for an index made before they existed. */
 	enum store_err err = index_fts_ensure(db);
+	if (err == STORE_OK)
+		err = index_imap_ensure(db);
 	if (err != STORE_OK) {
 		sqlite3_close(db);
 		return err;
 	}
 	*db_r = db;
 	return STORE_OK;
+}
+
+/* Tables and columns added for IMAP (mailbox.noselect, subscription, expunged). */
+static const char imap_schema[] =
+	"CREATE TABLE IF NOT EXISTS subscription(name TEXT PRIMARY KEY) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS expunged("
+	" mailbox_id INTEGER NOT NULL,"
+	" uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;";
+
+static int imap_schema_present(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db,
+		"SELECT (SELECT count(*) FROM sqlite_master WHERE name IN ('subscription', 'expunged'))"
+		" + (SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'noselect')",
+		-1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return -1;
+	int have = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		have = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return have;
+}
+
+enum store_err index_imap_ensure(sqlite3 *db)
+{
+	if (imap_schema_present(db) == 3)
+		return STORE_OK;
+	enum store_err err = index_begin(db);
+	if (err != STORE_OK)
+		return err;
+	/* Checked again inside the transaction: another process may have just added them. */
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db,
+		"SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'noselect'", -1, &st,
+		NULL);
+	int has_col = 0, has_sub = 0;
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		has_col = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'subscription'",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		has_sub = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK && !has_col)
+		rc = sqlite3_exec(db, "ALTER TABLE mailbox ADD COLUMN noselect INTEGER NOT NULL DEFAULT 0",
+				  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, imap_schema, NULL, NULL, NULL);
+	/* The old per-mailbox flag seeds the subscription list once. */
+	if (rc == SQLITE_OK && !has_sub)
+		rc = sqlite3_exec(db, "INSERT OR IGNORE INTO subscription(name)"
+				  " SELECT name FROM mailbox WHERE subscribed", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		err = index_err(db, rc, "imap_schema");
+		index_rollback(db);
+		return err;
+	}
+	return index_commit(db);
+}
+
+enum store_err index_exec(sqlite3 *db, const char *sql, const char *what, int nargs,
+			  const sqlite3_int64 *args, const char *text)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, what);
+	int i = 1;
+	if (text != NULL)
+		sqlite3_bind_text(st, i++, text, -1, SQLITE_STATIC);
+	for (int k = 0; k < nargs; k++)
+		sqlite3_bind_int64(st, i++, args[k]);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, what);
 }
 
 enum store_err index_begin(sqlite3 *db)
@@ -126,7 +208,9 @@ enum store_err index_create_mailbox(sqlite3 *db, const char *name, const char *s
 enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "SELECT id FROM mailbox WHERE name = ?", -1, &st, NULL);
+	/* A \Noselect mailbox holds no messages: for reading and writing it does not exist. */
+	int rc = sqlite3_prepare_v2(db, "SELECT id FROM mailbox WHERE name = ? AND NOT noselect",
+				    -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(db, rc, "mailbox_id");
 	sqlite3_bind_text(st, 1, name ? name : "INBOX", -1, SQLITE_STATIC);

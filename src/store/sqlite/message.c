@@ -69,25 +69,9 @@ static enum store_err place_blob(struct store_account *a, struct store_blob *b, 
 	return STORE_OK;
 }
 
-static enum store_err exec_bind(sqlite3 *db, const char *sql, const char *what, int nargs,
-				const sqlite3_int64 *args, const char *text)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK)
-		return index_err(db, rc, what);
-	int i = 1;
-	if (text != NULL)
-		sqlite3_bind_text(st, i++, text, -1, SQLITE_STATIC);
-	for (int k = 0; k < nargs; k++)
-		sqlite3_bind_int64(st, i++, args[k]);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, what);
-}
-
-enum store_err store_deliver(struct store_account *a, const char *mailbox, struct store_blob *b,
-			     uint32_t flags, int64_t internaldate, uint32_t *uid_r)
+static enum store_err deliver_common(struct store_account *a, const char *mailbox,
+				     struct store_blob *b, uint32_t flags, const char *keywords,
+				     int64_t internaldate, uint32_t *uid_r)
 {
 	if (!b->finished)
 		return STORE_INVALID;
@@ -141,14 +125,20 @@ enum store_err store_deliver(struct store_account *a, const char *mailbox, struc
 		bool crlf = b->size >= 2 && b->last2[0] == '\r' && b->last2[1] == '\n';
 		sqlite3_int64 args[] = {mbox, uid, (sqlite3_int64)b->size, crlf,
 					internaldate ? internaldate : now, flags, modseq, now};
-		err = exec_bind(a->db,
+		err = index_exec(a->db,
 			"INSERT INTO message(blob, mailbox_id, uid, size, ends_crlf, internaldate, flags,"
 			" modseq, savedate) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			"deliver_message", 8, args, id);
+		if (err == STORE_OK && keywords != NULL) {
+			sqlite3_int64 key[] = {mbox, uid};
+			err = index_exec(a->db,
+				"UPDATE message SET keywords = ? WHERE mailbox_id = ? AND uid = ?",
+				"deliver_keywords", 2, key, keywords);
+		}
 	}
 	if (err == STORE_OK) {
 		sqlite3_int64 args[] = {uid + 1, modseq, mbox};
-		err = exec_bind(a->db, "UPDATE mailbox SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+		err = index_exec(a->db, "UPDATE mailbox SET uidnext = ?, highestmodseq = ? WHERE id = ?",
 				"deliver_mailbox", 3, args, NULL);
 	}
 	if (err == STORE_OK)
@@ -164,6 +154,28 @@ enum store_err store_deliver(struct store_account *a, const char *mailbox, struc
 	return err;
 }
 
+enum store_err store_deliver(struct store_account *a, const char *mailbox, struct store_blob *b,
+			     uint32_t flags, int64_t internaldate, uint32_t *uid_r)
+{
+	return deliver_common(a, mailbox, b, flags, NULL, internaldate, uid_r);
+}
+
+enum store_err store_append(struct store_account *a, const char *mailbox, struct store_blob *b,
+			    uint32_t flags, const char *const *keywords, size_t nkw,
+			    int64_t internaldate, uint32_t *uid_r)
+{
+	const char *name = store_mailbox_name(mailbox ? mailbox : "INBOX");
+	if (name == NULL || (flags & ~(uint32_t)STORE_FLAGS_ALL) != 0)
+		return STORE_INVALID;
+	bool ok;
+	char *kw = keywords_join(keywords, nkw, &ok);
+	if (!ok)
+		return STORE_INVALID;
+	enum store_err err = deliver_common(a, name, b, flags, kw, internaldate, uid_r);
+	free(kw);
+	return err;
+}
+
 enum store_err store_mailbox_info(struct store_account *a, const char *mailbox,
 				  struct store_mailbox_info *info)
 {
@@ -171,7 +183,7 @@ enum store_err store_mailbox_info(struct store_account *a, const char *mailbox,
 	int rc = sqlite3_prepare_v2(a->db,
 		"SELECT uidvalidity, uidnext, highestmodseq,"
 		" (SELECT count(*) FROM message WHERE mailbox_id = mailbox.id)"
-		" FROM mailbox WHERE name = ?", -1, &st, NULL);
+		" FROM mailbox WHERE name = ? AND NOT noselect", -1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return index_err(a->db, rc, "mailbox_info");
 	sqlite3_bind_text(st, 1, mailbox ? mailbox : "INBOX", -1, SQLITE_STATIC);
@@ -276,16 +288,50 @@ enum store_err store_msg_open(struct store_account *a, const char *mailbox, uint
 	return err;
 }
 
-enum store_err store_expunge(struct store_account *a, const char *mailbox, const uint32_t *uids,
-			     size_t count)
+void blob_unlinks_finish(struct store_account *a, struct blob_unlinks *u, bool committed)
 {
-	int64_t mbox;
-	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	for (size_t i = 0; i < u->n; i++) {
+		if (committed) {
+			char *path = blob_path(a->dir, u->ids[i]);
+			unlink(path);
+			free(path);
+		}
+		free(u->ids[i]);
+	}
+	free(u->ids);
+	u->ids = NULL;
+	u->n = u->cap = 0;
+}
+
+enum store_err index_next_modseq(sqlite3 *db, int64_t mbox, uint64_t *modseq_r)
+{
+	sqlite3_int64 args[] = {mbox};
+	enum store_err err = index_exec(db,
+		"UPDATE mailbox SET highestmodseq = highestmodseq + 1 WHERE id = ?",
+		"next_modseq", 1, args, NULL);
 	if (err != STORE_OK)
 		return err;
-	err = index_begin(a->db);
-	char **unlink_ids = xcalloc(count + 1, sizeof *unlink_ids);
-	size_t nunlink = 0;
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "SELECT highestmodseq FROM mailbox WHERE id = ?", -1, &st,
+				    NULL);
+	if (rc != SQLITE_OK)
+		return index_err(db, rc, "next_modseq");
+	sqlite3_bind_int64(st, 1, mbox);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*modseq_r = (uint64_t)sqlite3_column_int64(st, 0);
+	else
+		err = rc == SQLITE_DONE ? STORE_NOTFOUND : index_err(db, rc, "next_modseq");
+	sqlite3_finalize(st);
+	return err;
+}
+
+enum store_err index_expunge_uids(struct store_account *a, int64_t mbox, const uint32_t *uids,
+				  size_t count, uint64_t modseq, struct blob_unlinks *u,
+				  size_t *removed_r)
+{
+	enum store_err err = STORE_OK;
+	size_t removed = 0;
 	for (size_t i = 0; err == STORE_OK && i < count; i++) {
 		char *id = NULL;
 		enum store_err e = message_blob(a, mbox, uids[i], &id);
@@ -294,41 +340,55 @@ enum store_err store_expunge(struct store_account *a, const char *mailbox, const
 		err = e;
 		if (err != STORE_OK)
 			break;
-		sqlite3_int64 key[] = {mbox, uids[i]};
-		err = exec_bind(a->db, "DELETE FROM message WHERE mailbox_id = ? AND uid = ?",
-				"expunge_message", 2, key, NULL);
+		removed++;
+		sqlite3_int64 key[] = {mbox, uids[i], (sqlite3_int64)modseq};
+		err = index_exec(a->db, "DELETE FROM message WHERE mailbox_id = ? AND uid = ?",
+				 "expunge_message", 2, key, NULL);
+		if (err == STORE_OK && modseq > 0)
+			err = index_exec(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq)"
+					 " VALUES(?, ?, ?)", "expunge_log", 3, key, NULL);
 		if (err == STORE_OK)
-			err = exec_bind(a->db, "UPDATE blob SET refs = refs - 1 WHERE id = ?",
-					"expunge_blob", 0, NULL, id);
+			err = index_exec(a->db, "UPDATE blob SET refs = refs - 1 WHERE id = ?",
+					 "expunge_blob", 0, NULL, id);
 		if (err == STORE_OK)
-			err = exec_bind(a->db, "DELETE FROM blob WHERE id = ? AND refs <= 0",
-					"expunge_blob_free", 0, NULL, id);
+			err = index_exec(a->db, "DELETE FROM blob WHERE id = ? AND refs <= 0",
+					 "expunge_blob_free", 0, NULL, id);
 		if (err == STORE_OK && sqlite3_changes(a->db) > 0) {
 			/* the last reference: the blob's full-text row goes with it */
 			err = index_fts_delete(a->db, id);
-			unlink_ids[nunlink++] = id;
+			if (u->n == u->cap) {
+				u->cap = u->cap ? u->cap * 2 : 16;
+				u->ids = xrealloc(u->ids, u->cap * sizeof *u->ids);
+			}
+			u->ids[u->n++] = id;
 		} else
 			free(id);
 	}
-	if (err == STORE_OK) {
-		sqlite3_int64 args[] = {mbox};
-		err = exec_bind(a->db, "UPDATE mailbox SET highestmodseq = highestmodseq + 1 WHERE id = ?",
-				"expunge_modseq", 1, args, NULL);
-	}
+	if (removed_r != NULL)
+		*removed_r = removed;
+	return err;
+}
+
+enum store_err store_expunge(struct store_account *a, const char *mailbox, const uint32_t *uids,
+			     size_t count)
+{
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	err = index_begin(a->db);
+	struct blob_unlinks u = {0};
+	uint64_t modseq = 0;
+	if (err == STORE_OK)
+		err = index_next_modseq(a->db, mbox, &modseq);
+	if (err == STORE_OK)
+		err = index_expunge_uids(a, mbox, uids, count, modseq, &u, NULL);
 	if (err == STORE_OK)
 		err = index_commit(a->db);
 	else
 		index_rollback(a->db);
 	/* Files go after the commit; a crash in between leaves orphans that recovery removes. */
-	for (size_t i = 0; i < nunlink; i++) {
-		if (err == STORE_OK) {
-			char *path = blob_path(a->dir, unlink_ids[i]);
-			unlink(path);
-			free(path);
-		}
-		free(unlink_ids[i]);
-	}
-	free(unlink_ids);
+	blob_unlinks_finish(a, &u, err == STORE_OK);
 	return err;
 }
 
@@ -340,7 +400,7 @@ enum store_err store_mark_downloaded(struct store_account *a, const char *mailbo
 	if (err != STORE_OK)
 		return err;
 	sqlite3_int64 args[] = {when, mbox, uid};
-	return exec_bind(a->db,
+	return index_exec(a->db,
 		"UPDATE message SET downloaded = ? WHERE mailbox_id = ? AND uid = ?"
 		" AND coalesce(downloaded, 0) = 0", "mark_downloaded", 3, args, NULL);
 }
