@@ -207,6 +207,10 @@ int conn_getline(struct conn *c, struct buf *line)
 		return -1;
 	}
 	size_t len = n > 0 && c->in.data[n - 1] == '\r' ? n - 1 : n;
+	if (memchr(c->in.data, '\0', len) != NULL) {
+		buf_consume(&c->in, n + 1);
+		return CONN_LINE_NUL;
+	}
 	buf_clear(line);
 	buf_append(line, c->in.data, len);
 	buf_cstr(line);

@@ -36,7 +36,10 @@ struct proto {
 
 struct buf *conn_input(struct conn *c);
 /* Takes the next line (without CRLF or LF, NUL-terminated) out of the input.
- * 1 line, 0 incomplete, -1 line longer than max_line_length (already discarded). */
+ * 1 line, 0 incomplete, CONN_LINE_TOO_LONG (longer than max_line_length) or
+ * CONN_LINE_NUL (contains a NUL byte, never legal in a command); both are discarded. */
+#define CONN_LINE_TOO_LONG (-1)
+#define CONN_LINE_NUL (-2)
 int conn_getline(struct conn *c, struct buf *line);
 
 void conn_write(struct conn *c, const void *data, size_t len);

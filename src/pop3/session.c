@@ -132,7 +132,7 @@ void pop3_input(void *sess)
 			return;
 		if (r < 0) {
 			p->sasl = SASL_STEP_NONE;
-			pop3_bad_command(p, "Line too long");
+			pop3_bad_command(p, r == CONN_LINE_NUL ? "NUL byte in command" : "Line too long");
 			continue;
 		}
 		dispatch(p, (char *)p->line.data);

@@ -10,7 +10,11 @@
 
 void smtp_cmd_helo(struct smtp *s, const char *verb, char *args)
 {
-	if (args[0] == '\0' || strchr(args, ' ') != NULL || strlen(args) > 255) {
+	/* The name goes into the Received: header, so only printable ASCII without spaces. */
+	bool ok = args[0] != '\0' && strlen(args) <= 255;
+	for (const char *q = args; ok && *q; q++)
+		ok = *q > 0x20 && *q < 0x7f;
+	if (!ok) {
 		smtp_bad_command(s, "501 5.5.4 Usage: %s hostname", verb);
 		return;
 	}

@@ -164,7 +164,8 @@ static void smtp_input(void *sess)
 		if (r == 0)
 			return;
 		if (r < 0) {
-			smtp_bad_command(s, "500 5.5.2 Line too long");
+			smtp_bad_command(s, r == CONN_LINE_NUL ? "500 5.5.2 NUL byte in command"
+							       : "500 5.5.2 Line too long");
 			continue;
 		}
 		dispatch(s, (char *)s->line.data);

@@ -647,3 +647,13 @@ def test_swaks_unknown_recipient(server):
     out = r.stdout.decode(errors="replace")
     assert r.returncode != 0
     assert re.search(r"<\*\* 550 5\.1\.1", out), out
+
+
+def test_helo_with_control_characters_refused(server):
+    """The HELO name is copied into Received:, so it must not smuggle in header lines."""
+    with session(server) as c:
+        for bad in ("EHLO a\rX-Injected: yes", "EHLO a\x00b", "HELO a\x7fb"):
+            c.send(bad.encode("latin-1") + b"\r\n")
+            code, t = c.reply()
+            assert code in (500, 501), (bad, code, t)
+        c.smtp("EHLO good.example", 250)
