@@ -198,24 +198,34 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return r == 0;
 }
 
-int config_load(struct config *cfg, const char *path, char **err_r)
+static int load_result(struct load_ctx *ctx, int r, const char *name, char **err_r)
 {
-	struct load_ctx ctx = {.cfg = cfg};
-	int r = ini_parse(path, on_ini_entry, &ctx);
 	if (r == -1) {
-		*err_r = xasprintf("%s: cannot open", path);
+		*err_r = xasprintf("%s: cannot open", name);
 		return -1;
 	}
-	if (ctx.err != NULL) {
-		*err_r = xasprintf("%s: line %d: %s", path, r, ctx.err);
-		free(ctx.err);
+	if (ctx->err != NULL) {
+		*err_r = xasprintf("%s: line %d: %s", name, r, ctx->err);
+		free(ctx->err);
 		return -1;
 	}
 	if (r != 0) {
-		*err_r = xasprintf("%s: line %d: syntax error", path, r);
+		*err_r = xasprintf("%s: line %d: syntax error", name, r);
 		return -1;
 	}
 	return 0;
+}
+
+int config_load(struct config *cfg, const char *path, char **err_r)
+{
+	struct load_ctx ctx = {.cfg = cfg};
+	return load_result(&ctx, ini_parse(path, on_ini_entry, &ctx), path, err_r);
+}
+
+int config_load_string(struct config *cfg, const char *text, const char *name, char **err_r)
+{
+	struct load_ctx ctx = {.cfg = cfg};
+	return load_result(&ctx, ini_parse_string(text, on_ini_entry, &ctx), name, err_r);
 }
 
 int config_from_args(struct config *cfg, int *argc, char **argv)

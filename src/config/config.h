@@ -61,6 +61,8 @@ void config_defaults(struct config *cfg);
 /* Loads path over the current values. Returns 0, or -1 with a message in *err_r (caller
  * frees) naming the line and key. */
 int config_load(struct config *cfg, const char *path, char **err_r);
+/* The same from text in memory (for tests and fuzzing); name labels the messages. */
+int config_load_string(struct config *cfg, const char *text, const char *name, char **err_r);
 void config_free(struct config *cfg);
 
 const char *listener_name(enum listener_kind kind);
