@@ -18,7 +18,6 @@ import multiprocessing
 import os
 import platform
 import pwd
-import grp
 import random
 import re
 import shutil
@@ -114,9 +113,9 @@ def descendants(root):
     return out
 
 
-def memory(pids):
-    """(sum of VmRSS, sum of Pss, number of processes) in kB."""
-    rss = pss = n = 0
+def memory_by_pid(pids):
+    """{pid: (VmRSS, Pss)} in kB; processes that vanished are left out."""
+    out = {}
     for pid in pids:
         try:
             with open("/proc/%d/status" % pid) as f:
@@ -126,10 +125,14 @@ def memory(pids):
         except OSError:
             continue
         if r:
-            rss += r[0]
-            pss += p[0] if p else 0
-            n += 1
-    return rss, pss, n
+            out[pid] = (r[0], p[0] if p else 0)
+    return out
+
+
+def memory(pids):
+    """(sum of VmRSS, sum of Pss, number of processes) in kB."""
+    m = memory_by_pid(pids)
+    return sum(v[0] for v in m.values()), sum(v[1] for v in m.values()), len(m)
 
 
 def proc_names(pids):
@@ -390,7 +393,7 @@ class Sarn:
         self.pop3, self.lmtp = free_port(), free_port()
         self.conf = os.path.join(self.dir, "sarn.conf")
         self.logfile = os.path.join(self.dir, "sarn.log")
-        self.proc = None
+        self.proc = self.logf = None
         with open(self.conf, "w") as f:
             f.write(f"""[server]
 data_dir = {self.dir}/data
@@ -460,22 +463,32 @@ max_connections_per_ip = 1000
     def stop(self):
         stop_proc(self.proc)
         self.proc = None
+        if self.logf is not None:
+            self.logf.close()
+            self.logf = None
 
     def hash_note(self):
-        return "yescrypt (`$y$j9T$`, libxcrypt default cost), computed on `auth_threads = 2`"
+        import sqlite3
+        db = sqlite3.connect(os.path.join(self.dir, "data", "accounts.db"))
+        try:
+            h = db.execute("SELECT hash FROM users LIMIT 1").fetchone()[0]
+        finally:
+            db.close()
+        return ("`%s` hashes (`sarn user add`), verified on the `auth_threads = 2` job threads"
+                % "$".join(h.split("$")[:3] + [""]))
 
 
 class Dovecot:
     def __init__(self, scratch, label, fsync, users, with_pop3=True):
         self.name = label
-        self.fsync = fsync
+        self.with_pop3 = with_pop3
         self.dir = os.path.join(scratch, label.replace(" ", "-").replace("=", "-"))
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
         self.pop3, self.lmtp = free_port(), free_port()
         self.conf = os.path.join(self.dir, "dovecot.conf")
         self.logfile = os.path.join(self.dir, "dovecot.log")
-        self.proc = None
+        self.proc = self.logf = None
         uid, gid = mailuser()
         home = os.path.join(self.dir, "home")
         os.makedirs(os.path.join(home, DOMAIN))
@@ -546,7 +559,7 @@ service lmtp {{
         self.logf = open(self.logfile, "ab")
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
                                      stdout=self.logf, stderr=self.logf)
-        ports = [self.pop3, self.lmtp] if "pop3" in open(self.conf).read() else [self.lmtp]
+        ports = [self.pop3, self.lmtp] if self.with_pop3 else [self.lmtp]
         wait_listening(ports, self.proc, self.name, self.logfile)
 
     def pids(self):
@@ -555,10 +568,14 @@ service lmtp {{
     def stop(self):
         stop_proc(self.proc)
         self.proc = None
+        if self.logf is not None:
+            self.logf.close()
+            self.logf = None
 
     def hash_note(self):
-        return ("passwd-file `{CRYPT}` with a yescrypt `$y$j9T$` hash from `mkpasswd -m yescrypt` "
-                "(same libxcrypt cost as sarn), no auth cache (`auth_cache_size = 0`, default)")
+        return ("passwd-file `{CRYPT}` + a `%s` hash from `mkpasswd -m yescrypt`, verified in "
+                "the auth process; no auth cache (`auth_cache_size = 0`, the default)"
+                % "$".join(yescrypt_hash().split("$")[:3] + [""]))
 
 
 _HASH = None
@@ -638,7 +655,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(os.path.dirname(REPO), "shared", "corpus",
                                                      "public"))
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--small", type=int, default=1000, help="corpus messages per delivery run")
+    ap.add_argument("--small", type=int, default=1500, help="corpus messages per delivery run")
     ap.add_argument("--big", type=int, default=50, help="1 MB messages per delivery run")
     ap.add_argument("--logins", type=int, default=10, help="logins per client (4 clients)")
     ap.add_argument("--idle", type=int, default=200, help="idle POP3 sessions for memory")
@@ -836,23 +853,34 @@ def bench(args, scratch, servers):
 
     # 4. Memory: after the workload with no session, then with N logged-in POP3 sessions
     # open. Each state is sampled `reps` times, 1 s apart (the sessions are opened once per
-    # server: every login costs a yescrypt hash).
+    # server: every login costs a yescrypt hash). The cost per session compares the same
+    # processes: Dovecot's idle lmtp processes may exit meanwhile (idle_kill), and are
+    # then left out of the "before" side; processes started by the logins (pop3, auth,
+    # stats) count for the sessions.
     for s in main_servers:
         time.sleep(2.0)
         before = []
         for r in range(reps):
-            before.append(memory(s.pids()))
+            pids = s.pids()
+            before.append((memory_by_pid(pids), proc_names(pids)))
             time.sleep(1.0)
         conns = open_idle(s, args.idle)
         try:
             for r in range(reps):
                 time.sleep(1.0)
                 pids = s.pids()
-                rss1, pss1, n1 = memory(pids)
-                rss0, pss0, n0 = before[r]
+                now = memory_by_pid(pids)
+                b, names0 = before[r]
+                rss0, pss0, n0 = (sum(v[0] for v in b.values()), sum(v[1] for v in b.values()),
+                                  len(b))
+                rss1, pss1, n1 = (sum(v[0] for v in now.values()),
+                                  sum(v[1] for v in now.values()), len(now))
+                same_rss = sum(v[0] for p, v in b.items() if p in now)
+                same_pss = sum(v[1] for p, v in b.items() if p in now)
                 res.add("mem_idle", s.name, rss0=rss0, pss0=pss0, procs0=n0, rss=rss1,
-                        pss=pss1, procs=n1, names=proc_names(pids),
-                        per_rss=(rss1 - rss0) / args.idle, per_pss=(pss1 - pss0) / args.idle)
+                        pss=pss1, procs=n1, names=proc_names(pids), names0=names0,
+                        per_rss=(rss1 - same_rss) / args.idle,
+                        per_pss=(pss1 - same_pss) / args.idle)
                 log("memory %d: %-18s no session %d kB RSS / %d kB PSS (%d procs); %d sessions "
                     "%d kB RSS / %d kB PSS (%d procs)" % (r + 1, s.name, rss0, pss0, n0,
                                                          args.idle, rss1, pss1, n1))
@@ -1044,6 +1072,7 @@ def render(args, info, res, sarn, dove, all_servers, avg_small, fsync_counts):
         fmt=kb, with_opt=False)
     row("memory idle after start, PSS", "mem_start", "pss", "", False, fmt=kb)
     row("memory idle after the workload, RSS", "mem_idle", "rss0", "", False, fmt=kb)
+    row("memory idle after the workload, PSS", "mem_idle", "pss0", "", False, fmt=kb)
     row("memory with %d logged-in POP3 sessions, RSS" % args.idle, "mem_idle", "rss", "",
         False, fmt=kb)
     row("memory with %d logged-in POP3 sessions, PSS" % args.idle, "mem_idle", "pss", "",
@@ -1056,6 +1085,9 @@ def render(args, info, res, sarn, dove, all_servers, avg_small, fsync_counts):
     L.append("Processes counted (idle after start): sarn: %s; Dovecot: %s."
              % (res.data[("mem_start", sarn.name)][0]["names"],
                 res.data[("mem_start", dove.name)][0]["names"]))
+    L.append("After the workload: sarn: %s; Dovecot: %s." % (
+        res.data[("mem_idle", sarn.name)][-1]["names0"],
+        res.data[("mem_idle", dove.name)][-1]["names0"]))
     L.append("With %d sessions: sarn: %s; Dovecot: %s." % (
         args.idle, res.data[("mem_idle", sarn.name)][-1]["names"],
         res.data[("mem_idle", dove.name)][-1]["names"]))
@@ -1076,7 +1108,8 @@ def render(args, info, res, sarn, dove, all_servers, avg_small, fsync_counts):
             cells = []
             for n in names:
                 v = fsync_counts[n].get(k)
-                cells.append("" if v is None else v if isinstance(v, str) else "%.1f" % v)
+                cells.append("" if v is None else v if isinstance(v, str) else
+                             "%.1f" % v if v >= 1 else "%.2f" % v)
             L.append("| %s | %s |" % (k, " | ".join(cells)))
     L.append("")
     L.append("Every repetition (in order):")

@@ -65,6 +65,8 @@ static bool fold_simple(const unsigned char *s, size_t len, size_t i)
  * path that gives what utf8proc gives for them. */
 static void fold_valid(const unsigned char *s, size_t len, struct buf *out)
 {
+	if (len == 0)
+		return; /* s may be NULL */
 	buf_reserve(out, len);
 	size_t slow = 0; /* start of the text not yet folded */
 	for (size_t i = 0; i < len;) {
@@ -273,7 +275,8 @@ static void conv_feed(struct conv *c, const unsigned char *data, size_t len, str
 	if (c->cd == (iconv_t)-1) {
 		size_t keep = last ? 0 : utf8_incomplete_tail(s, n);
 		mime_append_utf8_sanitized(out, s, n - keep);
-		memcpy(c->carry, s + n - keep, keep);
+		if (keep > 0)
+			memcpy(c->carry, s + n - keep, keep);
 		c->carry_len = keep;
 		return;
 	}

@@ -183,6 +183,34 @@ static void check_rows(struct checker *k, const char *acct_dir, sqlite3 *db)
 					   " WHERE mailbox_id = mailbox.id) WHERE uidnext <= (SELECT"
 					   " coalesce(max(uid), 0) FROM message WHERE mailbox_id = mailbox.id)");
 	}
+	/* CONDSTORE: no message or expunge record has a MODSEQ above HIGHESTMODSEQ. */
+	static const char top_modseq[] =
+		"max((SELECT coalesce(max(modseq), 0) FROM message WHERE mailbox_id = mailbox.id),"
+		" (SELECT coalesce(max(modseq), 0) FROM expunged WHERE mailbox_id = mailbox.id))";
+	char *sql = xasprintf("SELECT name FROM mailbox WHERE highestmodseq < %s", top_modseq);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW)
+			problem(k, k->repair, "%s: mailbox %s has MODSEQs above HIGHESTMODSEQ", acct_dir,
+				(const char *)sqlite3_column_text(st, 0));
+		sqlite3_finalize(st);
+		if (k->repair) {
+			char *fix = xasprintf("UPDATE mailbox SET highestmodseq = %s WHERE highestmodseq < %s",
+					      top_modseq, top_modseq);
+			exec_repair(k, db, fix);
+			free(fix);
+		}
+	}
+	free(sql);
+	/* Messages and expunge records of mailboxes that are gone (or \Noselect). */
+	if (sqlite3_prepare_v2(db,
+		"SELECT (SELECT count(*) FROM message WHERE mailbox_id NOT IN"
+		" (SELECT id FROM mailbox WHERE NOT noselect)) + (SELECT count(*) FROM expunged"
+		" WHERE mailbox_id NOT IN (SELECT id FROM mailbox))", -1, &st, NULL) == SQLITE_OK) {
+		long long n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+		sqlite3_finalize(st);
+		if (n > 0) /* not repaired: their blob references need a look first */
+			problem(k, false, "%s: %lld index rows belong to no mailbox", acct_dir, n);
+	}
 }
 
 /* Full-text rows whose blob is gone: fts_content (the FTS5 table's own content table)

@@ -162,6 +162,11 @@ enum store_err store_account_create(struct store *store, const char *account)
 		if (err == STORE_EXISTS)
 			err = STORE_OK;
 	}
+	/* The default mailboxes start subscribed. */
+	if (err == STORE_OK)
+		err = index_exec(db, "INSERT OR IGNORE INTO subscription(name)"
+				 " SELECT name FROM mailbox WHERE subscribed", "account_subscribe", 0,
+				 NULL, NULL);
 	if (err == STORE_OK)
 		err = index_commit(db);
 	else

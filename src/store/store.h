@@ -195,11 +195,11 @@ enum store_err store_subscriptions(struct store_account *acct, char ***names_r, 
 void store_names_free(char **names, size_t count);
 
 /* --- Flags and keywords ---
- * Keywords are IMAP atoms (no control characters, space, ( ) { % * " \ ], not starting
- * with '\'), compared case-insensitively, stored once each as a space-separated list
- * sorted case-insensitively; a bad keyword → STORE_INVALID. Every change of a message's
- * flags or keywords gives it a new MODSEQ (HIGHESTMODSEQ + 1); an unchanged one keeps its
- * MODSEQ. */
+ * Keywords are IMAP atoms of at most 255 octets (ASCII without control characters, space,
+ * ( ) { % * " \ ], not starting with '\'), compared case-insensitively, stored once each
+ * as a space-separated list sorted case-insensitively; a bad keyword → STORE_INVALID.
+ * Every change of a message's flags or keywords gives it a new MODSEQ (HIGHESTMODSEQ + 1);
+ * an unchanged one keeps its MODSEQ. */
 
 enum store_flag_op {
 	STORE_FLAGS_ADD,
@@ -208,9 +208,9 @@ enum store_flag_op {
 };
 
 enum store_flag_status {
-	STORE_FLAG_CHANGED,   /* flags changed: modseq is the new MODSEQ */
-	STORE_FLAG_UNCHANGED, /* the operation changed nothing */
-	STORE_FLAG_MODIFIED,  /* skipped: MODSEQ > unchangedsince (RFC 7162 MODIFIED) */
+	STORE_SET_CHANGED,   /* flags changed: modseq is the new MODSEQ */
+	STORE_SET_UNCHANGED, /* the operation changed nothing */
+	STORE_SET_MODIFIED,  /* skipped: MODSEQ > unchangedsince (RFC 7162 MODIFIED) */
 };
 
 struct store_flag_result {
