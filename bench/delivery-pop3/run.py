@@ -1134,4 +1134,8 @@ def render(args, info, res, sarn, dove, all_servers, avg_small, fsync_counts):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        log("interrupted (%s); servers stopped, scratch directory removed" % (e or "SIGINT"))
+        sys.exit(130)
