@@ -120,6 +120,7 @@ static enum store_err open_maildrop(struct pop3 *p)
 		p->msgs[i].uid = msgs[i].uid;
 		/* RETR adds a final CRLF when the message lacks one. */
 		p->msgs[i].size = msgs[i].size + (msgs[i].ends_in_crlf ? 0 : 2);
+		p->msgs[i].already_downloaded = msgs[i].downloaded != 0;
 	}
 	free(msgs);
 	return STORE_OK;
@@ -271,6 +272,7 @@ void pop3_cmd_quit(struct pop3 *p, char *args)
 {
 	(void)args;
 	if (p->state == POP3_TRANSACTION) {
+		pop3_record_downloads(p);
 		/* UPDATE state (RFC 1939 §6): only now do deletions take effect. */
 		uint32_t *uids = xcalloc(p->nmsgs, sizeof *uids);
 		size_t n = 0;

@@ -25,6 +25,8 @@ struct pop3_msg {
 	uint32_t uid;
 	uint64_t size; /* octets RETR sends before dot-stuffing */
 	bool deleted;
+	bool already_downloaded; /* downloaded in an earlier session */
+	bool downloaded;         /* first complete download in this session, not yet recorded */
 };
 
 /* A RETR or TOP being streamed from the message file. */
@@ -88,6 +90,8 @@ bool pop3_stuff(struct pop3_retr *r, const unsigned char *in, size_t len, struct
 /* Streams more of the current RETR/TOP; returns true when it has finished. */
 bool pop3_retr_continue(struct pop3 *p);
 void pop3_retr_abort(struct pop3 *p);
+/* Records this session's first downloads (for retention) in one transaction. */
+void pop3_record_downloads(struct pop3 *p);
 /* Processes pending command lines. */
 void pop3_input(void *sess);
 

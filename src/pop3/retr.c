@@ -6,6 +6,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -50,15 +51,10 @@ static void finish(struct pop3 *p, bool complete)
 	if (!p->retr.last_was_crlf)
 		conn_write(p->c, "\r\n", 2);
 	conn_write(p->c, ".\r\n", 3);
-	if (complete) {
-		struct pop3_msg *m = &p->msgs[p->retr.msgno - 1];
-		/* Retention counts from the first complete download (RETR, or a TOP that reached
-		 * the end of the message). */
-		enum store_err err = store_mark_downloaded(p->acct, NULL, m->uid, (int64_t)time(NULL));
-		if (err != STORE_OK)
-			log_warn("sess=%08x event=mark_downloaded error=\"%s\"", conn_id(p->c),
-				 store_strerror(err));
-	}
+	/* Retention counts from the first complete download (RETR, or a TOP that reached the
+	 * end of the message); recorded when the session ends, in one transaction. */
+	if (complete && !p->msgs[p->retr.msgno - 1].already_downloaded)
+		p->msgs[p->retr.msgno - 1].downloaded = true;
 	pop3_retr_abort(p);
 }
 
@@ -129,6 +125,22 @@ bool pop3_retr_continue(struct pop3 *p)
 		}
 	}
 	return !r->active;
+}
+
+void pop3_record_downloads(struct pop3 *p)
+{
+	uint32_t *uids = xcalloc(p->nmsgs, sizeof *uids);
+	size_t n = 0;
+	for (size_t i = 0; i < p->nmsgs; i++)
+		if (p->msgs[i].downloaded)
+			uids[n++] = p->msgs[i].uid;
+	enum store_err err = store_mark_downloaded(p->acct, NULL, uids, n, (int64_t)time(NULL));
+	if (err != STORE_OK)
+		log_warn("sess=%08x event=mark_downloaded error=\"%s\"", conn_id(p->c),
+			 store_strerror(err));
+	for (size_t i = 0; i < p->nmsgs; i++)
+		p->msgs[i].downloaded = false;
+	free(uids);
 }
 
 void pop3_cmd_retr(struct pop3 *p, char *args)

@@ -86,8 +86,11 @@ static void *pop3_open(struct conn *c)
 static void pop3_close(void *sess)
 {
 	struct pop3 *p = sess;
-	/* Leaving without QUIT: RFC 1939 §6, no UPDATE state, nothing is deleted. */
+	/* Leaving without QUIT: RFC 1939 §6, no UPDATE state, nothing is deleted; what was
+	 * downloaded still counts for retention. */
 	pop3_retr_abort(p);
+	if (p->acct != NULL && p->state == POP3_TRANSACTION)
+		pop3_record_downloads(p);
 	store_account_close(&p->acct);
 	buf_free(&p->line);
 	free(p->user);

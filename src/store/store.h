@@ -131,9 +131,10 @@ enum store_err store_search_text(struct store_account *acct, const char *mailbox
 /* Removes messages; their files go when no mailbox refers to them any more. */
 enum store_err store_expunge(struct store_account *acct, const char *mailbox,
 			     const uint32_t *uids, size_t count);
-/* Records the first POP3 download time of a message (kept if already set). */
+/* Records the first POP3 download time of messages (kept where already set), in one
+ * transaction. */
 enum store_err store_mark_downloaded(struct store_account *acct, const char *mailbox,
-				     uint32_t uid, int64_t when);
+				     const uint32_t *uids, size_t count, int64_t when);
 /* Expunges messages whose first download is older than before (retention). Returns how many
  * in *count_r. */
 enum store_err store_expire_downloaded(struct store_account *acct, const char *mailbox,

@@ -392,17 +392,25 @@ enum store_err store_expunge(struct store_account *a, const char *mailbox, const
 	return err;
 }
 
-enum store_err store_mark_downloaded(struct store_account *a, const char *mailbox, uint32_t uid,
-				     int64_t when)
+enum store_err store_mark_downloaded(struct store_account *a, const char *mailbox,
+				     const uint32_t *uids, size_t count, int64_t when)
 {
 	int64_t mbox;
 	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
-	if (err != STORE_OK)
+	if (err != STORE_OK || count == 0)
 		return err;
-	sqlite3_int64 args[] = {when, mbox, uid};
-	return index_exec(a->db,
-		"UPDATE message SET downloaded = ? WHERE mailbox_id = ? AND uid = ?"
-		" AND coalesce(downloaded, 0) = 0", "mark_downloaded", 3, args, NULL);
+	err = index_begin(a->db);
+	for (size_t i = 0; err == STORE_OK && i < count; i++) {
+		sqlite3_int64 args[] = {when, mbox, uids[i]};
+		err = index_exec(a->db,
+			"UPDATE message SET downloaded = ? WHERE mailbox_id = ? AND uid = ?"
+			" AND coalesce(downloaded, 0) = 0", "mark_downloaded", 3, args, NULL);
+	}
+	if (err == STORE_OK)
+		err = index_commit(a->db);
+	else
+		index_rollback(a->db);
+	return err;
 }
 
 enum store_err store_expire_downloaded(struct store_account *a, const char *mailbox, int64_t before,

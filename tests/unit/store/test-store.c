@@ -160,9 +160,9 @@ static void test_retention(void **state)
 	deliver(f, NULL, "a\r\n");
 	deliver(f, NULL, "b\r\n");
 	deliver(f, NULL, "c\r\n");
-	assert_int_equal(store_mark_downloaded(f->acct, NULL, 1, 1000), STORE_OK);
-	assert_int_equal(store_mark_downloaded(f->acct, NULL, 1, 5000), STORE_OK); /* first wins */
-	assert_int_equal(store_mark_downloaded(f->acct, NULL, 2, 3000), STORE_OK);
+	uint32_t one = 1, two[] = {1, 2};
+	assert_int_equal(store_mark_downloaded(f->acct, NULL, &one, 1, 1000), STORE_OK);
+	assert_int_equal(store_mark_downloaded(f->acct, NULL, two, 2, 3000), STORE_OK); /* 1 keeps its first */
 	size_t expired = 0;
 	assert_int_equal(store_expire_downloaded(f->acct, NULL, 2000, &expired), STORE_OK);
 	assert_int_equal(expired, 1);
