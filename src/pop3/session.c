@@ -116,6 +116,8 @@ static void dispatch(struct pop3 *p, char *line)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (!token_eq(line, n, commands[i].name))
 			continue;
+		/* The command name only: arguments may be passwords. */
+		log_debug("sess=%08x event=command cmd=%s", conn_id(p->c), commands[i].name);
 		if (!(commands[i].states & p->state)) {
 			pop3_bad_command(p, "Command not valid in this state");
 			return;
