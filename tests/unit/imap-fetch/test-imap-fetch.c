@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#include "../store-fixture.h"
+
 #include "core/buf.h"
 #include "imap/fetch/fetch.h"
 #include "imap/parser.h"
@@ -48,37 +50,19 @@ static const char MULTI[] =
 	"AAECAwQ=\r\n"
 	"--outer--\r\n";
 
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct store_account *acct;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sarn-fetch-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	assert_int_equal(store_open(f->dir, &f->store), STORE_OK);
-	assert_int_equal(store_account_create(f->store, ACCOUNT), STORE_OK);
-	assert_int_equal(store_account_open(f->store, ACCOUNT, &f->acct), STORE_OK);
-	*state = f;
+	*state = store_fixture_new();
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_account_close(&f->acct);
-	store_close(&f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f);
+	store_fixture_free(*state);
 	return 0;
 }
 
-static uint32_t deliver(struct fixture *f, const void *text, size_t len, uint32_t flags,
+static uint32_t deliver(struct store_fixture *f, const void *text, size_t len, uint32_t flags,
 			int64_t date)
 {
 	struct store_blob *b = NULL;
@@ -92,7 +76,7 @@ static uint32_t deliver(struct fixture *f, const void *text, size_t len, uint32_
 }
 
 /* The row of uid in INBOX (keywords freed by the caller). */
-static struct store_msg_full get_msg(struct fixture *f, uint32_t uid)
+static struct store_msg_full get_msg(struct store_fixture *f, uint32_t uid)
 {
 	struct store_msg_full *msgs = NULL;
 	size_t n = 0;
@@ -146,7 +130,7 @@ static struct imap_fetch_plan *plan_ok(const char *atts)
 }
 
 /* Runs a cursor to the end in steps of max bytes; checks no step exceeds max. */
-static int run(struct fixture *f, const struct imap_fetch_plan *plan, uint32_t uid,
+static int run(struct store_fixture *f, const struct imap_fetch_plan *plan, uint32_t uid,
 	       uint32_t seq, unsigned flags, size_t max, struct buf *out, size_t *calls_r)
 {
 	struct store_msg_full m = get_msg(f, uid);
@@ -168,7 +152,7 @@ static int run(struct fixture *f, const struct imap_fetch_plan *plan, uint32_t u
 }
 
 /* The response to atts for uid as a string (may hold NUL; length in *len_r). */
-static char *fetch(struct fixture *f, const char *atts, uint32_t uid, unsigned flags,
+static char *fetch(struct store_fixture *f, const char *atts, uint32_t uid, unsigned flags,
 		   size_t *len_r)
 {
 	struct imap_fetch_plan *plan = plan_ok(atts);
@@ -184,7 +168,7 @@ static char *fetch(struct fixture *f, const char *atts, uint32_t uid, unsigned f
 	return s;
 }
 
-static void expect(struct fixture *f, const char *atts, uint32_t uid, unsigned flags,
+static void expect(struct store_fixture *f, const char *atts, uint32_t uid, unsigned flags,
 		   const char *want)
 {
 	char *got = fetch(f, atts, uid, flags, NULL);
@@ -287,7 +271,7 @@ static void test_plan_modifiers(void **state)
 
 static void test_simple_items(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	/* 1994-02-08 05:52:25 UTC */
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), STORE_FLAG_SEEN | STORE_FLAG_ANSWERED,
 			       760686745);
@@ -325,7 +309,7 @@ static void test_simple_items(void **state)
 
 static void test_structure_items(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	struct mime_result *res =
 		mime_parse_buffer((const unsigned char *)MULTI, strlen(MULTI), NULL);
@@ -344,7 +328,7 @@ static void test_structure_items(void **state)
 
 static void test_sections(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	expect(f, "BODY.PEEK[1.2]", uid, 0,
 	       "* 1 FETCH (BODY[1.2] {23}\r\n<p>caf=C3=A9 =3D ok</p>)\r\n");
@@ -381,7 +365,7 @@ static void test_sections(void **state)
 
 static void test_attached_message(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char msg[] = "Subject: outer\r\nMIME-Version: 1.0\r\n"
 			   "Content-Type: multipart/mixed; boundary=o\r\n\r\n"
 			   "--o\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
@@ -404,7 +388,7 @@ static void test_attached_message(void **state)
 
 static void test_binary(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	expect(f, "BINARY.PEEK[1.2]", uid, 0,
 	       "* 1 FETCH (BINARY[1.2] {17}\r\n<p>caf\xc3\xa9 = ok</p>)\r\n");
@@ -446,7 +430,7 @@ static void test_binary(void **state)
 
 static void test_nul_in_body(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char msg[] = "Subject: z\r\n\r\na\0b\r\n";
 	uint32_t uid = deliver(f, msg, sizeof msg - 1, 0, 0);
 	size_t len = 0;
@@ -457,7 +441,7 @@ static void test_nul_in_body(void **state)
 
 static void test_large_message(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	/* a 5 MB message with a base64 attachment */
 	struct buf m = {0};
 	buf_append_str(&m, "Subject: big\r\nMIME-Version: 1.0\r\n"
@@ -530,7 +514,7 @@ static void test_large_message(void **state)
 
 static void test_binary_size_matches(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char msg[] = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n"
 			   "--q\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
 			   "a=3Db=\r\nc soft=20\r\nend=\r\n--q\r\n"
@@ -558,7 +542,7 @@ static void test_binary_size_matches(void **state)
 
 static void test_expunged(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	struct store_msg_full m = get_msg(f, uid);
 	assert_int_equal(store_expunge(f->acct, NULL, &uid, 1), STORE_OK);
@@ -580,7 +564,7 @@ static void test_expunged(void **state)
 
 static void test_tiny_steps(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	struct imap_fetch_plan *plan =
 		plan_ok("(FLAGS ENVELOPE BODY.PEEK[HEADER.FIELDS (TO)] BINARY.PEEK[2] "

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "../store-fixture.h"
 #include <sqlite3.h>
 #include <utf8proc.h>
 
@@ -20,37 +22,19 @@
 
 #define ACCOUNT "alice@example.com"
 
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct store_account *acct;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sarn-fts-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	assert_int_equal(store_open(f->dir, &f->store), STORE_OK);
-	assert_int_equal(store_account_create(f->store, ACCOUNT), STORE_OK);
-	assert_int_equal(store_account_open(f->store, ACCOUNT, &f->acct), STORE_OK);
-	*state = f;
+	*state = store_fixture_new();
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_account_close(&f->acct);
-	store_close(&f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f);
+	store_fixture_free(*state);
 	return 0;
 }
 
-static uint32_t deliver_len(struct fixture *f, const char *mailbox, const char *text, size_t len)
+static uint32_t deliver_len(struct store_fixture *f, const char *mailbox, const char *text, size_t len)
 {
 	struct store_blob *b = NULL;
 	assert_int_equal(store_blob_begin(f->store, &b), STORE_OK);
@@ -62,13 +46,13 @@ static uint32_t deliver_len(struct fixture *f, const char *mailbox, const char *
 	return uid;
 }
 
-static uint32_t deliver(struct fixture *f, const char *text)
+static uint32_t deliver(struct store_fixture *f, const char *text)
 {
 	return deliver_len(f, NULL, text, strlen(text));
 }
 
 /* The UIDs found, as "1,3" ("" for none). */
-static char *search(struct fixture *f, enum store_search_field field, const char *needle)
+static char *search(struct store_fixture *f, enum store_search_field field, const char *needle)
 {
 	uint32_t *uids = NULL;
 	size_t n = 0;
@@ -96,7 +80,7 @@ static char *search(struct fixture *f, enum store_search_field field, const char
 #define TEXT STORE_SEARCH_TEXT
 #define HEADER STORE_SEARCH_HEADER
 
-static sqlite3 *open_index(struct fixture *f)
+static sqlite3 *open_index(struct store_fixture *f)
 {
 	char *path = xasprintf("%s/mail/example.com/alice/index.db", f->dir);
 	sqlite3 *db;
@@ -134,7 +118,7 @@ static void count_problem(void *ctx, const char *line)
 
 static void test_ascii_substring(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "From: Ann <ann@example.org>\r\nSubject: Greetings\r\n\r\nHello World\r\n");
 	deliver(f, "Subject: other\r\n\r\nnothing to see\r\n");
 	assert_search(f, BODY, "ELLO", "1");
@@ -163,7 +147,7 @@ static void test_ascii_substring(void **state)
 
 static void test_empty_needle(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: a\r\n\r\none\r\n");
 	deliver(f, "Subject: b\r\n\r\n");
 	assert_search(f, BODY, "", "1,2");
@@ -174,7 +158,7 @@ static void test_empty_needle(void **state)
 
 static void test_case_folding(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: de\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\n\r\n"
 		   "Die Stra\xc3\x9f" "e ist lang\r\n");
 	deliver(f, "Subject: el\r\nContent-Type: text/plain; charset=utf-8\r\nMIME-Version: 1.0\r\n\r\n"
@@ -210,7 +194,7 @@ static void test_case_folding(void **state)
 
 static void test_scripts_without_spaces(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	/* Thai, UTF-8 in base64: "ภาษาไทยเป็นภาษาที่สวยงาม" */
 	deliver(f, "Subject: th\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
 		   "Content-Transfer-Encoding: base64\r\n\r\n"
@@ -240,7 +224,7 @@ static void test_scripts_without_spaces(void **state)
 
 static void test_transfer_encodings_and_charsets(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	/* quoted-printable Latin-1, with a soft line break inside a word */
 	deliver(f, "Subject: 1\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
 		   "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -273,7 +257,7 @@ static void test_transfer_encodings_and_charsets(void **state)
 
 static void test_encoded_word_subject(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "From: =?ISO-8859-1?Q?J=FCrgen_M=FCller?= <jm@example.org>\r\n"
 		   "Subject: =?utf-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?=\r\n\r\nplain body\r\n");
 	assert_search(f, TEXT, "GR\xc3\x9cSSE AUS K\xc3\x96LN", "1");
@@ -285,7 +269,7 @@ static void test_encoded_word_subject(void **state)
 
 static void test_short_needles(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: 7\r\n\r\nqz\r\n");
 	deliver(f, "Subject: 8\r\n\r\nzq\r\n");
 	deliver(f, "Subject: 9\r\n\r\nnone\r\n");
@@ -304,7 +288,7 @@ static void test_short_needles(void **state)
 
 static void test_special_characters(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: q\r\n\r\nHe said \"hi\" 100% of_the time; a*b?[c] it's\r\n");
 	deliver(f, "Subject: r\r\n\r\n1000 ofXthe 1a0\r\n");
 	assert_search(f, BODY, "\"hi\"", "1");
@@ -338,7 +322,7 @@ static uint32_t lcg(void)
  * index finds a needle exactly when strstr() does. */
 static void test_random_substrings(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	static const char *const alphabet[] = {"a", "b", "c", " ", "\xc3\xa9", "\xe6\x97\xa5",
 					       "\xe0\xb8\x81", "\n"};
 	const size_t nalpha = sizeof alphabet / sizeof alphabet[0];
@@ -389,7 +373,7 @@ static void test_random_substrings(void **state)
 
 static void test_expunge_removes_row(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: one\r\n\r\nunique words here\r\n");
 	sqlite3 *db = open_index(f);
 	assert_int_equal(query_int(db, "SELECT count(*) FROM fts"), 1);
@@ -418,7 +402,7 @@ static void test_expunge_removes_row(void **state)
 
 static void test_one_blob_two_accounts(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_account_create(f->store, "bob@example.com"), STORE_OK);
 	struct store_account *bob = NULL;
 	assert_int_equal(store_account_open(f->store, "bob@example.com", &bob), STORE_OK);
@@ -462,7 +446,7 @@ static const char multipart[] =
 
 static void test_parts(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, multipart);
 	assert_search(f, BODY, "plain alternative", "1");
 	/* HTML is indexed as it is: the text, and also the tags and entities. */
@@ -622,7 +606,7 @@ static void test_extract_chunk_boundaries(void **state)
 /* Writes in pieces of 1..7 bytes (as line-by-line callers do) reach the file intact. */
 static void test_small_writes(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct buf msg = {0};
 	buf_append_str(&msg, "Subject: pieces\r\n\r\n");
 	for (int i = 0; i < 20000; i++)
@@ -667,7 +651,7 @@ static void test_small_writes(void **state)
 
 static void test_cap_on_indexed_text(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	/* 5 MiB of text: what lies past MIME_TEXT_MAX_SIZE is not indexed. */
 	struct buf msg = {0};
 	buf_append_str(&msg, "Subject: big\r\n\r\nstartmarker\r\n");
@@ -686,7 +670,7 @@ static void test_cap_on_indexed_text(void **state)
 
 static void test_check_reindexes_old_index(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, "Subject: old\r\n\r\nmessage from before the index\r\n");
 	deliver(f, "Subject: old2\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
 		   "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe\r\n");

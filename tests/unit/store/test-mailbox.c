@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "../store-fixture.h"
 #include <sqlite3.h>
 
 #include "core/buf.h"
@@ -20,37 +22,19 @@
 
 #define ACCOUNT "alice@example.com"
 
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct store_account *acct;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sarn-mailbox-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	assert_int_equal(store_open(f->dir, &f->store), STORE_OK);
-	assert_int_equal(store_account_create(f->store, ACCOUNT), STORE_OK);
-	assert_int_equal(store_account_open(f->store, ACCOUNT, &f->acct), STORE_OK);
-	*state = f;
+	*state = store_fixture_new();
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_account_close(&f->acct);
-	store_close(&f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f);
+	store_fixture_free(*state);
 	return 0;
 }
 
-static struct store_blob *make_blob(struct fixture *f, const char *text)
+static struct store_blob *make_blob(struct store_fixture *f, const char *text)
 {
 	struct store_blob *b = NULL;
 	assert_int_equal(store_blob_begin(f->store, &b), STORE_OK);
@@ -59,7 +43,7 @@ static struct store_blob *make_blob(struct fixture *f, const char *text)
 	return b;
 }
 
-static uint32_t deliver(struct fixture *f, const char *mailbox, const char *text)
+static uint32_t deliver(struct store_fixture *f, const char *mailbox, const char *text)
 {
 	struct store_blob *b = make_blob(f, text);
 	uint32_t uid = 0;
@@ -68,7 +52,7 @@ static uint32_t deliver(struct fixture *f, const char *mailbox, const char *text
 	return uid;
 }
 
-static char *read_msg(struct fixture *f, const char *mailbox, uint32_t uid)
+static char *read_msg(struct store_fixture *f, const char *mailbox, uint32_t uid)
 {
 	int fd = -1;
 	assert_int_equal(store_msg_open(f->acct, mailbox, uid, &fd), STORE_OK);
@@ -91,7 +75,7 @@ static const struct store_mailbox_entry *find(const struct store_mailbox_entry *
 	return NULL;
 }
 
-static size_t count_blob_files(struct fixture *f)
+static size_t count_blob_files(struct store_fixture *f)
 {
 	char *cmd = xasprintf("find '%s/mail/example.com/alice/blobs' -type f | wc -l", f->dir);
 	FILE *p = popen(cmd, "r");
@@ -109,7 +93,7 @@ static void print_line(void *ctx, const char *line)
 	fprintf(stderr, "check: %s\n", line);
 }
 
-static uint64_t highestmodseq(struct fixture *f, const char *mailbox)
+static uint64_t highestmodseq(struct store_fixture *f, const char *mailbox)
 {
 	struct store_mailbox_info info;
 	assert_int_equal(store_mailbox_info(f->acct, mailbox, &info), STORE_OK);
@@ -118,7 +102,7 @@ static uint64_t highestmodseq(struct fixture *f, const char *mailbox)
 
 static void test_create_with_parents(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_mailbox_create(f->acct, "a/b/c", NULL), STORE_OK);
 	struct store_mailbox_info ia, ib, ic;
 	assert_int_equal(store_mailbox_info(f->acct, "a", &ia), STORE_OK);
@@ -144,7 +128,7 @@ static void test_create_with_parents(void **state)
 
 static void test_delete(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_mailbox_delete(f->acct, "INBOX"), STORE_PERM);
 	assert_int_equal(store_mailbox_delete(f->acct, "inbox"), STORE_PERM);
 	assert_int_equal(store_mailbox_delete(f->acct, "Nope"), STORE_NOTFOUND);
@@ -186,7 +170,7 @@ static void test_delete(void **state)
 
 static void test_rename_with_children(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_mailbox_create(f->acct, "w/x/y", NULL), STORE_OK);
 	assert_int_equal(store_mailbox_create(f->acct, "wz", NULL), STORE_OK); /* not inferior */
 	deliver(f, "w/x", "Subject: kept\r\n\r\nx\r\n");
@@ -215,7 +199,7 @@ static void test_rename_with_children(void **state)
 
 static void test_rename_inbox(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_mailbox_create(f->acct, "INBOX/child", NULL), STORE_OK);
 	deliver(f, NULL, "Subject: one\r\n\r\n1\r\n");
 	deliver(f, NULL, "Subject: two\r\n\r\n2\r\n");
@@ -257,7 +241,7 @@ static void test_rename_inbox(void **state)
 
 static void test_list_and_subscriptions(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_mailbox_create(f->acct, "Work/Projects", NULL), STORE_OK);
 	assert_int_equal(store_mailbox_create(f->acct, "Work-old", NULL), STORE_OK);
 	struct store_mailbox_entry *e = NULL;
@@ -301,7 +285,7 @@ static void test_list_and_subscriptions(void **state)
 
 static void test_flags(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	for (int i = 0; i < 3; i++)
 		deliver(f, NULL, "Subject: f\r\n\r\nx\r\n");
 	uint64_t m0 = highestmodseq(f, NULL);
@@ -404,7 +388,7 @@ static void test_flags(void **state)
 
 static void test_copy_shares_blobs(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "Subject: a\r\n\r\nA\r\n");
 	deliver(f, NULL, "Subject: b\r\n\r\nB\r\n");
 	deliver(f, "Archive", "Subject: z\r\n\r\nZ\r\n");
@@ -453,7 +437,7 @@ static void test_copy_shares_blobs(void **state)
 
 static void test_move(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "Subject: a\r\n\r\nA\r\n");
 	deliver(f, NULL, "Subject: b\r\n\r\nB\r\n");
 	uint64_t m0 = highestmodseq(f, NULL);
@@ -489,7 +473,7 @@ static void test_move(void **state)
 
 static void test_append(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store_blob *b = make_blob(f, "Subject: appended\r\n\r\nx\r\n");
 	const char *kw[] = {"$MDNSent", "$Junk"};
 	uint32_t uid = 0;
@@ -512,7 +496,7 @@ static void test_append(void **state)
 
 static void test_parsed(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "From: a@b.example\r\nSubject: round trip\r\n\r\nhello\r\n");
 	unsigned char *data = NULL;
 	size_t len = 0;
@@ -536,7 +520,7 @@ static void test_parsed(void **state)
 
 static void test_changes_since(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	for (int i = 0; i < 4; i++)
 		deliver(f, NULL, "x\r\n");
 	uint64_t m0 = highestmodseq(f, NULL);
@@ -582,7 +566,7 @@ static void test_changes_since(void **state)
 /* An index made before the IMAP columns and tables gets them at open. */
 static void test_old_index_upgraded(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	store_account_close(&f->acct);
 	char *path = xasprintf("%s/mail/example.com/alice/index.db", f->dir);
 	sqlite3 *db;
@@ -613,7 +597,7 @@ static void count_line(void *ctx, const char *line)
 /* `sarn check --repair` puts HIGHESTMODSEQ back above every MODSEQ. */
 static void test_check_modseq(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "x\r\n");
 	uint32_t uid = 1;
 	assert_int_equal(store_expunge(f->acct, "Sent", &uid, 1), STORE_OK);

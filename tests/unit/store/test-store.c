@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "../store-fixture.h"
 #include <sqlite3.h>
 
 #include "core/buf.h"
@@ -19,37 +21,19 @@
 
 #define ACCOUNT "alice@example.com"
 
-struct fixture {
-	char dir[64];
-	struct store *store;
-	struct store_account *acct;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = xcalloc(1, sizeof *f);
-	strcpy(f->dir, "/tmp/sarn-store-test-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	assert_int_equal(store_open(f->dir, &f->store), STORE_OK);
-	assert_int_equal(store_account_create(f->store, ACCOUNT), STORE_OK);
-	assert_int_equal(store_account_open(f->store, ACCOUNT, &f->acct), STORE_OK);
-	*state = f;
+	*state = store_fixture_new();
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-	store_account_close(&f->acct);
-	store_close(&f->store);
-	char *cmd = xasprintf("rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-	free(f);
+	store_fixture_free(*state);
 	return 0;
 }
 
-static uint32_t deliver(struct fixture *f, const char *mailbox, const char *text)
+static uint32_t deliver(struct store_fixture *f, const char *mailbox, const char *text)
 {
 	struct store_blob *b = NULL;
 	assert_int_equal(store_blob_begin(f->store, &b), STORE_OK);
@@ -61,7 +45,7 @@ static uint32_t deliver(struct fixture *f, const char *mailbox, const char *text
 	return uid;
 }
 
-static char *read_msg(struct fixture *f, uint32_t uid)
+static char *read_msg(struct store_fixture *f, uint32_t uid)
 {
 	int fd = -1;
 	assert_int_equal(store_msg_open(f->acct, NULL, uid, &fd), STORE_OK);
@@ -75,7 +59,7 @@ static char *read_msg(struct fixture *f, uint32_t uid)
 
 static void test_default_mailboxes(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char *names[] = {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"};
 	uint32_t prev = 0;
 	for (size_t i = 0; i < 6; i++) {
@@ -92,7 +76,7 @@ static void test_default_mailboxes(void **state)
 
 static void test_deliver_list_read(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(deliver(f, NULL, "Subject: one\r\n\r\nbody 1\r\n"), 1);
 	assert_int_equal(deliver(f, NULL, "Subject: two\r\n\r\nno final newline"), 2);
 	assert_int_equal(deliver(f, "Sent", "Subject: sent\r\n\r\nx\r\n"), 1);
@@ -115,7 +99,7 @@ static void test_deliver_list_read(void **state)
 
 static void test_one_blob_many_accounts(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	assert_int_equal(store_account_create(f->store, "bob@example.com"), STORE_OK);
 	struct store_account *bob = NULL;
 	assert_int_equal(store_account_open(f->store, "bob@example.com", &bob), STORE_OK);
@@ -137,7 +121,7 @@ static void test_one_blob_many_accounts(void **state)
 
 static void test_expunge_never_reuses_uids(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "a\r\n");
 	deliver(f, NULL, "b\r\n");
 	uint32_t uids[] = {2, 2, 7};
@@ -156,7 +140,7 @@ static void test_expunge_never_reuses_uids(void **state)
 
 static void test_retention(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "a\r\n");
 	deliver(f, NULL, "b\r\n");
 	deliver(f, NULL, "c\r\n");
@@ -178,7 +162,7 @@ static void test_retention(void **state)
 
 static void test_pop3_lock(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	struct store_account *other = NULL;
 	assert_int_equal(store_account_open(f->store, ACCOUNT, &other), STORE_OK);
 	assert_int_equal(store_pop3_lock(f->acct), STORE_OK);
@@ -191,7 +175,7 @@ static void test_pop3_lock(void **state)
 
 static void test_parsed_once_at_delivery(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "From: a@b.example\r\nSubject: parsed\r\n\r\nhello\r\n");
 	char *path = xasprintf("%s/mail/example.com/alice/index.db", f->dir);
 	sqlite3 *db;
@@ -221,7 +205,7 @@ static void count_problem(void *ctx, const char *line)
 
 static void test_check_and_repair(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	deliver(f, NULL, "a\r\n");
 	deliver(f, NULL, "b\r\n");
 	assert_int_equal(store_check(f->store, false, count_problem, NULL), 0);
@@ -262,7 +246,7 @@ static void test_check_and_repair(void **state)
 
 static void test_invalid_account_names(void **state)
 {
-	struct fixture *f = *state;
+	struct store_fixture *f = *state;
 	const char *bad[] = {"../x@example.com", "a/b@example.com", "a@..", "a@.hidden", "noat",
 			     "a@b@c", "a@exa mple.com", "@example.com", "a@"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
