@@ -433,6 +433,10 @@ static void conn_update(struct conn *c)
 		return;
 	if (c->out.len == 0) {
 		if (c->closing) {
+			/* A clean TLS close (close_notify), best effort on a non-blocking socket. */
+			if (c->ssl != NULL && !c->handshaking)
+				SSL_shutdown(c->ssl);
+			ERR_clear_error();
 			conn_kill(c);
 			return;
 		}
