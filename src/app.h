@@ -12,6 +12,7 @@ struct app {
 	struct store *store;
 	struct auth_db *auth;
 	struct workq *jobs;               /* password hashing */
+	struct workq *deliveries;         /* fsync-bound local deliveries, off the event loops */
 	struct ratelimit *auth_fail_ip;   /* failed logins per client address */
 	struct ratelimit *auth_fail_user; /* failed logins per account name */
 };

@@ -133,6 +133,7 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	app.jobs = workq_new(cfg.auth_threads);
+	app.deliveries = workq_new(cfg.delivery_threads);
 	app.auth_fail_ip = ratelimit_new(600);
 	app.auth_fail_user = ratelimit_new(600);
 
@@ -168,6 +169,7 @@ out:
 	free(err);
 	/* Jobs post their results to the workers' loops, so the pool ends before the loops. */
 	workq_free(&app.jobs);
+	workq_free(&app.deliveries);
 	server_free(&server);
 	ratelimit_free(&app.auth_fail_ip);
 	ratelimit_free(&app.auth_fail_user);

@@ -31,6 +31,7 @@ void config_defaults(struct config *cfg)
 	cfg->hostname = xstrdup("localhost");
 	cfg->workers = 0;
 	cfg->auth_threads = 2;
+	cfg->delivery_threads = 8;
 	cfg->log_level = LOG_INFO;
 	for (int i = 0; i < LISTEN_COUNT; i++)
 		cfg->listen[i] = xstrdup(default_listen[i]);
@@ -132,6 +133,8 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 			return set_int(&cfg->workers, value, 0, 256);
 		if (!strcmp(name, "auth_threads"))
 			return set_int(&cfg->auth_threads, value, 1, 64);
+		if (!strcmp(name, "delivery_threads"))
+			return set_int(&cfg->delivery_threads, value, 1, 256);
 		if (!strcmp(name, "log_level"))
 			return log_level_parse(value, &cfg->log_level);
 	} else if (!strcmp(section, "tls")) {

@@ -32,6 +32,7 @@ struct config {
 	char *hostname;
 	int workers;        /* 0 = one per core */
 	int auth_threads;   /* job threads for password hashing */
+	int delivery_threads; /* job threads that store received messages (fsync-bound) */
 	enum log_level log_level;
 	/* [tls] */
 	char *tls_cert;     /* NULL = DATA/tls/cert.pem, generated on first start */

@@ -271,6 +271,12 @@ static void run_deferred(struct ev_loop *loop)
 	}
 }
 
+void ev_loop_drain(struct ev_loop *loop)
+{
+	run_posted(loop);
+	run_deferred(loop);
+}
+
 void ev_loop_stop(struct ev_loop *loop)
 {
 	loop->stop = true;

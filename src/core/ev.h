@@ -49,6 +49,10 @@ void ev_post(struct ev_loop *loop, ev_fn *fn, void *arg);
 /* Runs fn(arg) after the current batch of events: the place for deferred frees. */
 void ev_defer(struct ev_loop *loop, ev_fn *fn, void *arg);
 
+/* Runs the posted and deferred calls still queued on a stopped loop (from the thread that
+ * owns it now), so their owners can clean up before ev_loop_free. */
+void ev_loop_drain(struct ev_loop *loop);
+
 /* Runs until ev_loop_stop is called (from any thread). */
 void ev_run(struct ev_loop *loop);
 void ev_loop_stop(struct ev_loop *loop);

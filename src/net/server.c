@@ -201,8 +201,11 @@ void server_free(struct server **sp)
 	for (int k = 0; k < LISTEN_COUNT; k++)
 		if (s->listen_fds[k] >= 0)
 			close(s->listen_fds[k]);
-	for (int i = 0; i < s->nworkers; i++)
+	for (int i = 0; i < s->nworkers; i++) {
+		if (s->workers[i].loop != NULL)
+			ev_loop_drain(s->workers[i].loop); /* results of jobs that ended after the stop */
 		ev_loop_free(&s->workers[i].loop);
+	}
 	while (s->ip_counts != NULL) {
 		struct ip_count *n = s->ip_counts->next;
 		free(s->ip_counts);

@@ -80,6 +80,84 @@ static void reply_for_error(struct smtp *s, enum store_err err, const char *rcpt
 		smtp_reply(s, "451 4.3.0 %s%sLocal delivery failed, try again later", who, sep);
 }
 
+/* Storing a message waits for fsyncs, so it runs on a delivery thread while the session
+ * waits; the job owns the message and the recipients meanwhile. */
+struct delivery_job {
+	struct conn *c;
+	struct smtp *s; /* used only while the connection is open */
+	struct store *store;
+	bool lmtp;
+	struct store_blob *blob;
+	struct smtp_rcpt *rcpts;
+	size_t nrcpts;
+	char *mail_from;
+	uint64_t size;
+	enum store_err err;      /* before delivery (writing, finishing the blob) */
+	enum store_err *results; /* per recipient */
+};
+
+static void deliver_on_job_thread(void *arg)
+{
+	struct delivery_job *j = arg;
+	if (j->err == STORE_OK)
+		j->err = store_blob_finish(j->blob);
+	enum store_err err = j->err;
+	for (size_t i = 0; i < j->nrcpts; i++) {
+		/* SMTP stops at the first failure: the whole message is retried anyway. */
+		j->results[i] = err == STORE_OK ? delivery_local(j->store, j->rcpts[i].account, j->blob)
+						: err;
+		if (!j->lmtp && j->results[i] != STORE_OK)
+			err = j->results[i];
+	}
+}
+
+static void job_free(struct delivery_job *j)
+{
+	store_blob_free(&j->blob);
+	for (size_t i = 0; i < j->nrcpts; i++) {
+		free(j->rcpts[i].address);
+		free(j->rcpts[i].account);
+	}
+	free(j->rcpts);
+	free(j->results);
+	free(j->mail_from);
+	free(j);
+}
+
+static void delivered(void *arg)
+{
+	struct delivery_job *j = arg;
+	if (!conn_closed(j->c)) {
+		struct smtp *s = j->s;
+		enum store_err overall = j->err;
+		if (j->lmtp) {
+			/* RFC 2033 §4.2: one reply per accepted recipient, in order. */
+			for (size_t i = 0; i < j->nrcpts; i++) {
+				if (j->results[i] == STORE_OK)
+					smtp_reply(s, "250 2.0.0 <%s> Delivered", j->rcpts[i].address);
+				else
+					reply_for_error(s, j->results[i], j->rcpts[i].address);
+			}
+		} else {
+			/* SMTP has one reply for all: if any local delivery failed, ask for a retry;
+			 * recipients already delivered may see it twice (at-least-once), none lose it. */
+			for (size_t i = 0; i < j->nrcpts && overall == STORE_OK; i++)
+				overall = j->results[i];
+			if (overall == STORE_OK)
+				smtp_reply(s, "250 2.0.0 Message accepted for delivery");
+			else
+				reply_for_error(s, overall, NULL);
+		}
+		log_info("sess=%08x event=message from=\"%s\" rcpts=%zu size=%llu result=%s",
+			 conn_id(j->c), j->mail_from, j->nrcpts, (unsigned long long)j->size,
+			 overall == STORE_OK ? "ok" : store_strerror(overall));
+		s->delivering = false;
+		conn_resume(j->c); /* pipelined commands go on */
+	}
+	conn_unref(j->c);
+	job_free(j);
+}
+
 static void end_of_data(struct smtp *s)
 {
 	s->in_data = false;
@@ -91,37 +169,29 @@ static void end_of_data(struct smtp *s)
 		smtp_reset_transaction(s);
 		return;
 	}
-	enum store_err err = s->data_err;
-	if (err == STORE_OK)
-		err = delivery_finish_crlf(s->blob, &s->crlf);
-	if (err == STORE_OK)
-		err = store_blob_finish(s->blob);
-	/* The same on a failure before delivery: every LMTP recipient gets its reply. */
-	if (s->lmtp) {
-		/* RFC 2033 §4.2: one reply per accepted recipient, in order. */
-		for (size_t i = 0; i < s->nrcpts; i++) {
-			enum store_err e = err;
-			if (e == STORE_OK)
-				e = delivery_local(s->app->store, s->rcpts[i].account, s->blob);
-			if (e == STORE_OK)
-				smtp_reply(s, "250 2.0.0 <%s> Delivered", s->rcpts[i].address);
-			else
-				reply_for_error(s, e, s->rcpts[i].address);
-		}
-	} else {
-		/* SMTP has one reply for all: if any local delivery fails, ask for a retry; the
-		 * recipients already delivered may see it twice (at-least-once), none lose it. */
-		for (size_t i = 0; i < s->nrcpts && err == STORE_OK; i++)
-			err = delivery_local(s->app->store, s->rcpts[i].account, s->blob);
-		if (err == STORE_OK)
-			smtp_reply(s, "250 2.0.0 Message accepted for delivery");
-		else
-			reply_for_error(s, err, NULL);
-	}
-	log_info("sess=%08x event=message from=\"%s\" rcpts=%zu size=%llu result=%s", conn_id(s->c),
-		 s->mail_from, s->nrcpts, (unsigned long long)s->data_size,
-		 err == STORE_OK ? "ok" : store_strerror(err));
+	struct delivery_job *j = xcalloc(1, sizeof *j);
+	j->c = s->c;
+	j->s = s;
+	j->store = s->app->store;
+	j->lmtp = s->lmtp;
+	j->size = s->data_size;
+	j->err = s->data_err;
+	if (j->err == STORE_OK)
+		j->err = delivery_finish_crlf(s->blob, &s->crlf);
+	j->blob = s->blob;
+	j->rcpts = s->rcpts;
+	j->nrcpts = s->nrcpts;
+	j->mail_from = s->mail_from;
+	j->results = xcalloc(s->nrcpts, sizeof *j->results);
+	s->blob = NULL;
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	s->mail_from = NULL;
 	smtp_reset_transaction(s);
+	s->delivering = true;
+	conn_ref(s->c);
+	conn_pause(s->c);
+	workq_submit(s->app->deliveries, deliver_on_job_thread, conn_loop(s->c), delivered, j);
 }
 
 static void emit_data(void *ctx, const unsigned char *data, size_t len)

@@ -154,7 +154,7 @@ static void dispatch(struct smtp *s, char *line)
 static void smtp_input(void *sess)
 {
 	struct smtp *s = sess;
-	while (!conn_closed(s->c)) {
+	while (!conn_closed(s->c) && !s->delivering) {
 		if (s->in_data) {
 			if (!smtp_data_input(s))
 				return;

@@ -30,6 +30,7 @@ struct smtp {
 	struct buf line;
 	/* DATA */
 	bool in_data;
+	bool delivering;       /* a delivery job has the message; input waits */
 	struct store_blob *blob;
 	enum store_err data_err;
 	uint64_t data_size;
