@@ -12,6 +12,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int base64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
 long base64_decode(const char *in, size_t len, unsigned char *out)
 {
 	size_t n = 0;
@@ -19,21 +34,12 @@ long base64_decode(const char *in, size_t len, unsigned char *out)
 	int bits = 0, pad = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
-		int v;
-		if (c >= 'A' && c <= 'Z')
-			v = c - 'A';
-		else if (c >= 'a' && c <= 'z')
-			v = c - 'a' + 26;
-		else if (c >= '0' && c <= '9')
-			v = c - '0' + 52;
-		else if (c == '+')
-			v = 62;
-		else if (c == '/')
-			v = 63;
-		else if (c == '=') {
+		if (c == '=') {
 			pad++;
 			continue;
-		} else
+		}
+		int v = base64_value(c);
+		if (v < 0)
 			return -1;
 		if (pad)
 			return -1; /* data after padding */

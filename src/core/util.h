@@ -10,6 +10,8 @@
  * out must hold (len / 4 + 1) * 3 bytes. encode returns a new NUL-terminated string. */
 long base64_decode(const char *in, size_t len, unsigned char *out);
 char *base64_encode(const unsigned char *in, size_t len);
+/* The value of one base64 (RFC 4648 §4) character, or -1. */
+int base64_value(unsigned char c);
 
 /* The value of a hexadecimal digit, or -1. */
 int hex_value(unsigned char c);

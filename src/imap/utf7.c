@@ -1,4 +1,5 @@
 /* Modified UTF-7 (RFC 3501 §5.1.3), UTF-8 checks and mailbox-name validation. */
+#include "core/util.h"
 #include "imap/utf7.h"
 
 #include <stdlib.h>
@@ -93,19 +94,10 @@ static void put_utf8(struct buf *out, uint32_t cp)
 static const char b64chars[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
+/* Modified BASE64 uses "," where base64 has "/". */
 static int b64val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
+	return c == ',' ? 63 : c == '/' ? -1 : base64_value(c);
 }
 
 static int utf7_fail(struct buf *out, const char **error_r, const char *reason)

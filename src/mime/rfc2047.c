@@ -122,21 +122,6 @@ bool mime_charset_to_utf8(const char *charset, const unsigned char *data, size_t
 	return true;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 static void decode_q(const unsigned char *p, size_t len, struct buf *out)
 {
 	for (size_t i = 0; i < len; i++) {
@@ -156,7 +141,7 @@ static void decode_b(const unsigned char *p, size_t len, struct buf *out)
 {
 	unsigned int bits = 0, nbits = 0;
 	for (size_t i = 0; i < len; i++) {
-		int v = b64val(p[i]);
+		int v = base64_value(p[i]);
 		if (v < 0)
 			continue;
 		bits = (bits << 6) | (unsigned int)v;

@@ -56,6 +56,10 @@ enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r);
 /* Creates mailbox.noselect and the subscription and expunged tables when missing. */
 enum store_err index_imap_ensure(sqlite3 *db);
 /* Runs sql binding text (if not NULL) then the nargs integers; expects no rows. */
+/* Steps a prepared and bound statement whose first column is a UID, collecting them into a
+ * new array (caller frees; NULL when empty), and finalizes it. */
+enum store_err index_collect_uids(sqlite3 *db, sqlite3_stmt *st, const char *what,
+				  uint32_t **uids_r, size_t *count_r);
 enum store_err index_exec(sqlite3 *db, const char *sql, const char *what, int nargs,
 			  const sqlite3_int64 *args, const char *text);
 enum store_err index_begin(sqlite3 *db);

@@ -294,6 +294,25 @@ static struct imap_search_key *parse_string_key(struct pstate *ps, enum key_type
 	return k;
 }
 
+/* A sequence-set or UID-set key; "$" makes it the saved result (RFC 5182). */
+static struct imap_search_key *set_key(struct pstate *ps, enum key_type type, const char *text,
+				       size_t len, const char *what)
+{
+	struct imap_search_key *k = key_new(type);
+	const char *err = NULL;
+	if (imap_seqset_parse(&k->set, text, len, IMAP_SEQSET_MAX_RANGES_DEFAULT,
+			      IMAP_SEQSET_ALLOW_STAR | IMAP_SEQSET_ALLOW_LAST, &err) < 0) {
+		ps->err = err != NULL ? err : what;
+		key_free(k);
+		return NULL;
+	}
+	if (k->set.last_result) {
+		k->type = K_SAVED;
+		ps->q->pub.uses_saved = true;
+	}
+	return k;
+}
+
 static struct imap_search_key *parse_key(struct pstate *ps, unsigned depth)
 {
 	if (depth >= IMAP_SEARCH_MAX_DEPTH) {
@@ -323,19 +342,7 @@ static struct imap_search_key *parse_key(struct pstate *ps, unsigned depth)
 	}
 
 	if ((*w >= '0' && *w <= '9') || *w == '*' || *w == '$') {
-		struct imap_search_key *k = key_new(K_SEQSET);
-		const char *err = NULL;
-		if (imap_seqset_parse(&k->set, w, a->len, IMAP_SEQSET_MAX_RANGES_DEFAULT,
-				      IMAP_SEQSET_ALLOW_STAR | IMAP_SEQSET_ALLOW_LAST, &err) < 0) {
-			ps->err = err != NULL ? err : "Invalid sequence set";
-			key_free(k);
-			return NULL;
-		}
-		if (k->set.last_result) {
-			k->type = K_SAVED;
-			ps->q->pub.uses_saved = true;
-		}
-		return k;
+		return set_key(ps, K_SEQSET, w, a->len, "Invalid sequence set");
 	}
 
 	for (size_t i = 0; i < sizeof flag_words / sizeof flag_words[0]; i++) {
@@ -426,19 +433,7 @@ static struct imap_search_key *parse_key(struct pstate *ps, unsigned depth)
 			ps->err = "Invalid UID set";
 			return NULL;
 		}
-		struct imap_search_key *k = key_new(K_UIDSET);
-		const char *err = NULL;
-		if (imap_seqset_parse(&k->set, s, sa->len, IMAP_SEQSET_MAX_RANGES_DEFAULT,
-				      IMAP_SEQSET_ALLOW_STAR | IMAP_SEQSET_ALLOW_LAST, &err) < 0) {
-			ps->err = err != NULL ? err : "Invalid UID set";
-			key_free(k);
-			return NULL;
-		}
-		if (k->set.last_result) {
-			k->type = K_SAVED;
-			ps->q->pub.uses_saved = true;
-		}
-		return k;
+		return set_key(ps, K_UIDSET, s, sa->len, "Invalid UID set");
 	}
 	if (strcasecmp(w, "NOT") == 0) {
 		struct imap_search_key *kid = parse_key(ps, depth + 1);

@@ -336,23 +336,8 @@ enum store_err store_search_text(struct store_account *a, const char *mailbox,
 		sqlite3_bind_text(st, 2, (const char *)folded.data, (int)folded.len, SQLITE_STATIC);
 	if (query.len > 0)
 		sqlite3_bind_text(st, 3, (const char *)query.data, (int)query.len, SQLITE_STATIC);
-	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uids = xrealloc(uids, cap * sizeof *uids);
-		}
-		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
+	err = index_collect_uids(a->db, st, "search_text", uids_r, count_r);
 	buf_free(&folded);
 	buf_free(&query);
-	if (rc != SQLITE_DONE) {
-		free(uids);
-		return index_err(a->db, rc, "search_text");
-	}
-	*uids_r = uids;
-	*count_r = n;
-	return STORE_OK;
+	return err;
 }

@@ -164,6 +164,29 @@ enum store_err index_exec(sqlite3 *db, const char *sql, const char *what, int na
 	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, what);
 }
 
+enum store_err index_collect_uids(sqlite3 *db, sqlite3_stmt *st, const char *what,
+				  uint32_t **uids_r, size_t *count_r)
+{
+	uint32_t *uids = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			uids = xrealloc(uids, cap * sizeof *uids);
+		}
+		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		free(uids);
+		return index_err(db, rc, what);
+	}
+	*uids_r = uids;
+	*count_r = n;
+	return STORE_OK;
+}
+
 enum store_err index_begin(sqlite3 *db)
 {
 	int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);

@@ -162,16 +162,8 @@ static enum store_err remove_messages(struct store_account *a, int64_t mbox,
 		return index_err(a->db, rc, "remove_messages");
 	sqlite3_bind_int64(st, 1, mbox);
 	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uids = xrealloc(uids, cap * sizeof *uids);
-		}
-		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	enum store_err err = rc == SQLITE_DONE ? STORE_OK : index_err(a->db, rc, "remove_messages");
+	size_t n = 0;
+	enum store_err err = index_collect_uids(a->db, st, "remove_messages", &uids, &n);
 	if (err == STORE_OK)
 		err = index_expunge_uids(a, mbox, uids, n, 0, u, NULL);
 	free(uids);

@@ -429,18 +429,9 @@ enum store_err store_expire_downloaded(struct store_account *a, const char *mail
 	sqlite3_bind_int64(st, 1, mbox);
 	sqlite3_bind_int64(st, 2, before);
 	uint32_t *uids = NULL;
-	size_t n = 0, cap = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uids = xrealloc(uids, cap * sizeof *uids);
-		}
-		uids[n++] = (uint32_t)sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE)
-		err = index_err(a->db, rc, "expire");
-	else if (n > 0)
+	size_t n = 0;
+	err = index_collect_uids(a->db, st, "expire", &uids, &n);
+	if (err == STORE_OK && n > 0)
 		err = store_expunge(a, mailbox, uids, n);
 	free(uids);
 	*count_r = err == STORE_OK ? n : 0;
