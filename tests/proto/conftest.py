@@ -1,6 +1,6 @@
 """Fixtures for the sarn protocol suites.
 
-    server           a running default server (pop3, pop3s, smtp, lmtp; users alice, bob)
+    server           a running default server (imap, imaps, pop3, pop3s, smtp, lmtp; users alice, bob)
     sarn_factory     sarn_factory(overrides=..., listeners=..., users=..., tls="shared"|"generated",
                                   start=True, listen_host=...) -> SarnServer
     shared_cert      (cert, key) of a session-wide self-signed certificate for localhost/127.0.0.1

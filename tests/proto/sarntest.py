@@ -6,6 +6,7 @@ ports; the fixtures in conftest.py create and tear them down.
 import atexit
 import base64
 import os
+import imaplib
 import poplib
 import random
 import re
@@ -28,7 +29,7 @@ DEFAULT_USERS = {
 }
 HOSTNAME = "mx.sarn.test"
 ALL_LISTENERS = ("imap", "imaps", "pop3", "pop3s", "smtp", "submission", "submissions", "lmtp")
-DEFAULT_LISTENERS = ("pop3", "pop3s", "smtp", "lmtp")
+DEFAULT_LISTENERS = ("imap", "imaps", "pop3", "pop3s", "smtp", "lmtp")
 TIMEOUT = float(os.environ.get("SARN_TEST_IO_TIMEOUT", "15"))  # seconds per client operation
 
 EX_NOUSER = 67
@@ -316,6 +317,19 @@ class SarnServer:
             p.user(user)
             p.pass_(password if password is not None else self.users[user])
         return p
+
+    def imap(self, user="alice@example.com", password=None, mode="plain", login=True):
+        """imaplib client; mode plain|starttls|ssl."""
+        if mode == "ssl":
+            m = imaplib.IMAP4_SSL(self.host, self.ports["imaps"], ssl_context=tls_client_context(),
+                                  timeout=TIMEOUT)
+        else:
+            m = imaplib.IMAP4(self.host, self.ports["imap"], timeout=TIMEOUT)
+            if mode == "starttls":
+                m.starttls(tls_client_context())
+        if login:
+            m.login(user, password if password is not None else self.users[user])
+        return m
 
     def raw(self, listener, tls=False, host=None, source=None):
         c = LineConn(host or self.host, self.ports[listener], source=source)
