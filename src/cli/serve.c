@@ -6,6 +6,7 @@
 #include "core/util.h"
 #include "net/server.h"
 #include "net/tls.h"
+#include "imap/session/imap.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp.h"
 
@@ -25,6 +26,9 @@ static void *run_server(void *arg)
 /* Which protocol serves each listener kind; NULL kinds are not built yet and stay closed. */
 static void fill_protocols(struct server_params *params)
 {
+	params->protos[LISTEN_IMAP] = &imap_proto;
+	params->protos[LISTEN_IMAPS] = &imap_proto;
+	params->implicit_tls[LISTEN_IMAPS] = true;
 	params->protos[LISTEN_POP3] = &pop3_proto;
 	params->protos[LISTEN_POP3S] = &pop3_proto;
 	params->implicit_tls[LISTEN_POP3S] = true;

@@ -21,6 +21,7 @@ static atomic_uint next_conn_id;
 
 static void conn_on_io(void *arg, int events);
 static void conn_update(struct conn *c);
+static void pump_output(struct conn *c);
 
 static void free_now(struct conn *c)
 {
@@ -317,6 +318,15 @@ void conn_pause(struct conn *c)
 }
 
 static void process_input(struct conn *c);
+
+void conn_flush(struct conn *c)
+{
+	if (c->dead || c->handshaking)
+		return;
+	pump_output(c);
+	if (!c->dead)
+		conn_update(c);
+}
 
 void conn_resume(struct conn *c)
 {

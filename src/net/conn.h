@@ -45,6 +45,9 @@ int conn_getline(struct conn *c, struct buf *line);
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t conn_output_pending(const struct conn *c);
+/* Sends what was written outside the connection's own callbacks (e.g. from another fd's
+ * event, like an IDLE notification). */
+void conn_flush(struct conn *c);
 
 /* Ends the connection once pending output is sent; input is ignored from now on. */
 void conn_close(struct conn *c);

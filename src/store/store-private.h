@@ -21,6 +21,7 @@ struct store_account {
 	char *dir;       /* DATA/mail/<domain>/<local> */
 	sqlite3 *db;
 	int pop3_lock_fd;
+	int changes_fd; /* DATA/mail/<account>/changes, opened at the first commit */
 };
 
 struct store_blob {

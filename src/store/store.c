@@ -11,6 +11,7 @@
 #include <string.h>
 #include <dirent.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -216,6 +217,8 @@ enum store_err store_account_delete(struct store *store, const char *account)
 	return err;
 }
 
+static int committed(void *ctx, sqlite3 *db, const char *name, int wal_pages);
+
 enum store_err store_account_open(struct store *store, const char *account,
 				  struct store_account **acct_r)
 {
@@ -234,8 +237,59 @@ enum store_err store_account_open(struct store *store, const char *account,
 	a->dir = dir;
 	a->db = db;
 	a->pop3_lock_fd = -1;
+	a->changes_fd = -1;
+	sqlite3_wal_hook(db, committed, a);
 	*acct_r = a;
 	return STORE_OK;
+}
+
+static char *changes_path(const struct store_account *a)
+{
+	return xasprintf("%s/changes", a->dir);
+}
+
+/* After every commit of this handle (any thread or process has its own handle): one byte
+ * written to DATA/mail/<account>/changes wakes the watchers (IMAP IDLE) through inotify.
+ * A WAL hook replaces SQLite's automatic checkpoint, so it checkpoints here as that would. */
+static int committed(void *ctx, sqlite3 *db, const char *name, int wal_pages)
+{
+	struct store_account *a = ctx;
+	if (wal_pages >= 1000)
+		sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (a->changes_fd < 0) {
+		char *path = changes_path(a);
+		a->changes_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+		free(path);
+	}
+	if (a->changes_fd >= 0 && pwrite(a->changes_fd, "c", 1, 0) < 0)
+		log_warn("event=changes_notify error=\"%s\"", strerror(errno));
+	return SQLITE_OK;
+}
+
+enum store_err store_watch_open(struct store_account *a, int *fd_r)
+{
+	char *path = changes_path(a);
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ifd < 0 || inotify_add_watch(ifd, path, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF) < 0) {
+		log_error("event=watch_open path=%s error=\"%s\"", path, strerror(errno));
+		if (ifd >= 0)
+			close(ifd);
+		free(path);
+		return STORE_TEMP;
+	}
+	free(path);
+	*fd_r = ifd;
+	return STORE_OK;
+}
+
+void store_watch_drain(int fd)
+{
+	char buf[4096];
+	while (read(fd, buf, sizeof buf) > 0)
+		;
 }
 
 void store_account_close(struct store_account **ap)
@@ -245,6 +299,8 @@ void store_account_close(struct store_account **ap)
 		return;
 	store_pop3_unlock(a);
 	sqlite3_close(a->db);
+	if (a->changes_fd >= 0)
+		close(a->changes_fd);
 	free(a->name);
 	free(a->dir);
 	free(a);

@@ -243,6 +243,10 @@ struct store_msg_full {
 /* As store_mailbox_messages, with keywords. Free with store_msgs_full_free. */
 enum store_err store_mailbox_messages_full(struct store_account *acct, const char *mailbox,
 					   struct store_msg_full **msgs_r, size_t *count_r);
+/* The same for the messages with UID >= uid_from (new arrivals). */
+enum store_err store_mailbox_messages_from(struct store_account *acct, const char *mailbox,
+					   uint32_t uid_from, struct store_msg_full **msgs_r,
+					   size_t *count_r);
 void store_msgs_full_free(struct store_msg_full *msgs, size_t count);
 
 /* --- Copy and move (same account) --- */
@@ -288,5 +292,11 @@ enum store_err store_changes_since(struct store_account *acct, const char *mailb
 				   uint64_t modseq, struct store_change **changes_r,
 				   size_t *nchanges_r, uint32_t **expunged_r, size_t *nexpunged_r);
 void store_changes_free(struct store_change *changes, size_t n);
+
+/* Change notification across threads and processes: a non-blocking fd (the caller's to
+ * close) that becomes readable after any commit to the account by anyone (a delivery, another
+ * session, `sarn deliver`). Read it empty with store_watch_drain, then look at what changed. */
+enum store_err store_watch_open(struct store_account *acct, int *fd_r);
+void store_watch_drain(int fd);
 
 #endif

@@ -190,6 +190,13 @@ void store_flag_results_free(struct store_flag_result *res, size_t n)
 enum store_err store_mailbox_messages_full(struct store_account *a, const char *mailbox,
 					   struct store_msg_full **msgs_r, size_t *count_r)
 {
+	return store_mailbox_messages_from(a, mailbox, 1, msgs_r, count_r);
+}
+
+enum store_err store_mailbox_messages_from(struct store_account *a, const char *mailbox,
+					   uint32_t uid_from, struct store_msg_full **msgs_r,
+					   size_t *count_r)
+{
 	int64_t mbox;
 	enum store_err err = mailbox_id(a, mailbox, &mbox);
 	if (err != STORE_OK)
@@ -197,10 +204,12 @@ enum store_err store_mailbox_messages_full(struct store_account *a, const char *
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(a->db,
 		"SELECT uid, flags, size, ends_crlf, internaldate, coalesce(downloaded, 0), modseq,"
-		" keywords FROM message WHERE mailbox_id = ? ORDER BY uid", -1, &st, NULL);
+		" keywords FROM message WHERE mailbox_id = ? AND uid >= ? ORDER BY uid", -1, &st,
+		NULL);
 	if (rc != SQLITE_OK)
 		return index_err(a->db, rc, "mailbox_messages_full");
 	sqlite3_bind_int64(st, 1, mbox);
+	sqlite3_bind_int64(st, 2, uid_from);
 	struct store_msg_full *msgs = NULL;
 	size_t n = 0, cap = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
