@@ -42,6 +42,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_recipients = 1000;
 	cfg->max_bad_commands = 20;
 	cfg->pop3_idle_timeout = 600;
+	cfg->imap_idle_timeout = 1800;
 	cfg->smtp_idle_timeout = 300;
 	cfg->auth_fail_delay_ms = 1000;
 	cfg->auth_max_failures = 10;
@@ -161,6 +162,8 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 			return set_u32(&cfg->max_bad_commands, value, 1, 100000);
 		if (!strcmp(name, "pop3_idle_timeout"))
 			return set_u32(&cfg->pop3_idle_timeout, value, 1, 86400);
+		if (!strcmp(name, "imap_idle_timeout"))
+			return set_u32(&cfg->imap_idle_timeout, value, 1800, 86400);
 		if (!strcmp(name, "smtp_idle_timeout"))
 			return set_u32(&cfg->smtp_idle_timeout, value, 1, 86400);
 		if (!strcmp(name, "auth_fail_delay_ms"))

@@ -47,6 +47,7 @@ struct config {
 	uint32_t max_recipients;
 	uint32_t max_bad_commands;
 	uint32_t pop3_idle_timeout;   /* seconds */
+	uint32_t imap_idle_timeout;   /* seconds, at least 30 minutes (RFC 9051 §5.4) */
 	uint32_t smtp_idle_timeout;
 	uint32_t auth_fail_delay_ms;  /* base delay after a failed login, doubles per failure */
 	uint32_t auth_max_failures;   /* per address or account in 10 minutes before refusing */

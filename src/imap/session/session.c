@@ -12,9 +12,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* RFC 9051 §5.4: at least 30 minutes, so IDLE clients may stay. */
-#define IMAP_IDLE_TIMEOUT_DEFAULT 1800
-
 enum {
 	ANY = IMAP_NOT_AUTHENTICATED | IMAP_AUTHENTICATED | IMAP_SELECTED,
 	AUTH = IMAP_AUTHENTICATED | IMAP_SELECTED,
@@ -201,7 +198,7 @@ static void *imap_open(struct conn *c)
 	s->watch_fd = -1;
 	s->parser = imap_parser_new(&imap_parser_limits_preauth);
 	imap_parser_set_literal_mode(s->parser, IMAP_LITERAL_PLUS);
-	conn_set_idle_timeout(c, IMAP_IDLE_TIMEOUT_DEFAULT);
+	conn_set_idle_timeout(c, conn_config(c)->imap_idle_timeout);
 	struct buf b = {0};
 	buf_append_str(&b, "* OK [CAPABILITY ");
 	imap_capability_string(s, &b);
