@@ -1,6 +1,7 @@
 /* Command arguments shared by several commands: mailbox names, flags, dates. */
 #include "imap/session/imap-private.h"
 
+#include "core/util.h"
 #include "imap/quote.h"
 #include "imap/utf7.h"
 
@@ -154,4 +155,31 @@ int64_t imap_parse_datetime(const char *s)
 	int64_t t = (int64_t)timegm(&tm);
 	int64_t zone = (int64_t)(zh * 60 + zm) * 60;
 	return s[21] == '+' ? t - zone : t + zone;
+}
+
+/* Wildcard match (RFC 9051 §6.3.9): "*" matches anything, "%" anything but the delimiter.
+ * Row by row over the name, so a pattern full of wildcards costs no more than its length
+ * times the name's. */
+bool imap_list_match(const char *pat, const char *name)
+{
+	size_t n = strlen(name);
+	bool *row = xcalloc(n + 1, sizeof *row), *next = xcalloc(n + 1, sizeof *next);
+	row[0] = true;
+	for (const char *p = pat; *p; p++) {
+		for (size_t j = 0; j <= n; j++) {
+			if (*p == '*')
+				next[j] = row[j] || (j > 0 && next[j - 1]);
+			else if (*p == '%')
+				next[j] = row[j] || (j > 0 && next[j - 1] && name[j - 1] != '/');
+			else
+				next[j] = j > 0 && row[j - 1] && name[j - 1] == *p;
+		}
+		bool *t = row;
+		row = next;
+		next = t;
+	}
+	bool match = row[n];
+	free(row);
+	free(next);
+	return match;
 }

@@ -116,6 +116,8 @@ int imap_parse_flags(const struct imap_arg *arg, size_t nargs, uint32_t *flags_r
 		     const char **kw, size_t max, size_t *nkw_r, const char **error_r);
 /* "(\Seen \Flagged kw)" */
 void imap_format_flags(struct buf *out, uint32_t flags, const char *keywords, bool recent);
+/* LIST wildcards (RFC 9051 §6.3.9): "*" matches anything, "%" anything but "/". */
+bool imap_list_match(const char *pattern, const char *name);
 /* RFC 9051 date-time "dd-Mon-yyyy hh:mm:ss +zzzz" to Unix time; -1 if malformed. */
 int64_t imap_parse_datetime(const char *s);
 

@@ -19,33 +19,6 @@ enum {
 	RET_STATUS = 64,
 };
 
-/* Wildcard match (RFC 9051 §6.3.9): "*" matches anything, "%" anything but the delimiter.
- * Row by row over the name, so a pattern full of wildcards costs no more than its length
- * times the name's. */
-static bool pattern_match(const char *pat, const char *name)
-{
-	size_t n = strlen(name);
-	bool *row = xcalloc(n + 1, sizeof *row), *next = xcalloc(n + 1, sizeof *next);
-	row[0] = true;
-	for (const char *p = pat; *p; p++) {
-		for (size_t j = 0; j <= n; j++) {
-			if (*p == '*')
-				next[j] = row[j] || (j > 0 && next[j - 1]);
-			else if (*p == '%')
-				next[j] = row[j] || (j > 0 && next[j - 1] && name[j - 1] != '/');
-			else
-				next[j] = j > 0 && row[j - 1] && name[j - 1] == *p;
-		}
-		bool *t = row;
-		row = next;
-		next = t;
-	}
-	bool match = row[n];
-	free(row);
-	free(next);
-	return match;
-}
-
 /* Reference and pattern as the client sent them, joined, in UTF-8, INBOX canonical. */
 static char *full_pattern(struct imap *s, const char *ref, const char *pat)
 {
@@ -68,7 +41,7 @@ static char *full_pattern(struct imap *s, const char *ref, const char *pat)
 static bool any_match(char **pats, size_t npats, const char *name)
 {
 	for (size_t i = 0; i < npats; i++)
-		if (pattern_match(pats[i], name))
+		if (imap_list_match(pats[i], name))
 			return true;
 	return false;
 }
@@ -291,7 +264,7 @@ void imap_cmd_lsub(struct imap *s, const char *tag, const struct imap_arg *args,
 		     slash = strchr(slash + 1, '/')) {
 			char *parent = xstrndup(subs[k], (size_t)(slash - subs[k]));
 			if (!in_names(subs, nsubs, parent) && !in_names(shown, nshown, parent) &&
-			    pattern_match(full, parent)) {
+			    imap_list_match(full, parent)) {
 				list_line(s, &out, "LSUB", "\\Noselect", parent, NULL);
 				shown = xrealloc(shown, (nshown + 1) * sizeof *shown);
 				shown[nshown++] = parent;
@@ -299,7 +272,7 @@ void imap_cmd_lsub(struct imap *s, const char *tag, const struct imap_arg *args,
 				free(parent);
 			}
 		}
-		if (!pattern_match(full, subs[k]))
+		if (!imap_list_match(full, subs[k]))
 			continue;
 		bool selectable = false;
 		for (size_t j = 0; j < nmb; j++)

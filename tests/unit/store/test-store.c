@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -195,6 +196,42 @@ static void test_parsed_once_at_delivery(void **state)
 	free(path);
 }
 
+static bool readable(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	return poll(&p, 1, 0) == 1;
+}
+
+/* A watcher wakes after commits by any handle on the account (here: a second one, as another
+ * session or process would have), and only then. */
+static void test_watch(void **state)
+{
+	struct store_fixture *f = *state;
+	struct store_account *other = NULL;
+	assert_int_equal(store_account_open(f->store, ACCOUNT, &other), STORE_OK);
+	int fd = -1;
+	assert_int_equal(store_watch_open(f->acct, &fd), STORE_OK);
+	assert_false(readable(fd));
+	struct store_mailbox_info info;
+	assert_int_equal(store_mailbox_info(other, NULL, &info), STORE_OK);
+	assert_false(readable(fd)); /* reading commits nothing */
+	uint32_t uid = deliver(f, NULL, "Subject: w\r\n\r\nx\r\n");
+	assert_true(readable(fd));
+	store_watch_drain(fd);
+	assert_false(readable(fd));
+	struct store_flag_result *res = NULL;
+	size_t nres = 0;
+	assert_int_equal(store_set_flags(other, NULL, &uid, 1, STORE_FLAGS_ADD, STORE_FLAG_SEEN, NULL,
+					 0, 0, &res, &nres), STORE_OK);
+	store_flag_results_free(res, nres);
+	assert_true(readable(fd));
+	store_watch_drain(fd);
+	assert_int_equal(store_expunge(other, NULL, &uid, 1), STORE_OK);
+	assert_true(readable(fd));
+	close(fd);
+	store_account_close(&other);
+}
+
 static int problems;
 static void count_problem(void *ctx, const char *line)
 {
@@ -270,6 +307,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_parsed_once_at_delivery, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_and_repair, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_invalid_account_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_watch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
