@@ -63,8 +63,10 @@ enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
 		return err;
 	}
 	sqlite3_busy_timeout(db, 10000);
-	/* WAL with synchronous=FULL: a commit is on disk when sqlite3_step returns. */
-	rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
+	/* WAL with synchronous=FULL: a commit is on disk when sqlite3_step returns. IMAP sessions
+	 * keep a handle each, so its page cache is kept small (the kernel caches the file). */
+	rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			  " PRAGMA cache_size=-512;", NULL, NULL, NULL);
 	if (rc == SQLITE_OK && create)
 		rc = sqlite3_exec(db, schema, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
