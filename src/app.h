@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/workq.h"
 #include "net/ratelimit.h"
+#include "net/usercount.h"
 #include "store/store.h"
 
 struct app {
@@ -15,6 +16,7 @@ struct app {
 	struct workq *deliveries;         /* fsync-bound local deliveries, off the event loops */
 	struct ratelimit *auth_fail_ip;   /* failed logins per client address */
 	struct ratelimit *auth_fail_user; /* failed logins per account name */
+	struct usercount *user_sessions;  /* logged-in IMAP/POP3 sessions per account */
 };
 
 #endif

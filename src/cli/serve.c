@@ -140,6 +140,7 @@ int cmd_serve(int argc, char **argv)
 	app.deliveries = workq_new(cfg.delivery_threads);
 	app.auth_fail_ip = ratelimit_new(600);
 	app.auth_fail_user = ratelimit_new(600);
+	app.user_sessions = usercount_new();
 
 	struct server_params params = {.cfg = &cfg, .app = &app};
 	fill_protocols(&params);
@@ -177,6 +178,7 @@ out:
 	server_free(&server);
 	ratelimit_free(&app.auth_fail_ip);
 	ratelimit_free(&app.auth_fail_user);
+	usercount_free(&app.user_sessions);
 	tls_unload();
 	auth_db_close(&app.auth);
 	store_close(&app.store);

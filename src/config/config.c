@@ -39,6 +39,7 @@ void config_defaults(struct config *cfg)
 	cfg->max_line_length = 8192;
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 200;
+	cfg->max_connections_per_user = 50;
 	cfg->max_recipients = 1000;
 	cfg->max_bad_commands = 20;
 	cfg->pop3_idle_timeout = 600;
@@ -156,6 +157,8 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 			return set_u32(&cfg->max_connections, value, 1, 1000000);
 		if (!strcmp(name, "max_connections_per_ip"))
 			return set_u32(&cfg->max_connections_per_ip, value, 1, 1000000);
+		if (!strcmp(name, "max_connections_per_user"))
+			return set_u32(&cfg->max_connections_per_user, value, 1, 1000000);
 		if (!strcmp(name, "max_recipients"))
 			return set_u32(&cfg->max_recipients, value, 1, 100000);
 		if (!strcmp(name, "max_bad_commands"))

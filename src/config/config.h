@@ -44,6 +44,7 @@ struct config {
 	uint32_t max_line_length;
 	uint32_t max_connections;
 	uint32_t max_connections_per_ip;
+	uint32_t max_connections_per_user; /* logged-in IMAP + POP3 sessions of one account */
 	uint32_t max_recipients;
 	uint32_t max_bad_commands;
 	uint32_t pop3_idle_timeout;   /* seconds */

@@ -145,6 +145,12 @@ static void login_done(void *sess, enum login_result result, const char *account
 		pop3_reply_err(p, "[SYS/TEMP] Account database unavailable; try again later");
 		return;
 	}
+	if (!usercount_acquire(p->app->user_sessions, account,
+			       conn_config(p->c)->max_connections_per_user)) {
+		pop3_reply_err(p, "[SYS/TEMP] Too many sessions for this account");
+		return;
+	}
+	p->counted = true;
 	p->account = xstrdup(account);
 	enum store_err err = open_maildrop(p);
 	if (err != STORE_OK) {
@@ -153,6 +159,8 @@ static void login_done(void *sess, enum login_result result, const char *account
 		else
 			pop3_reply_err(p, "[SYS/TEMP] Cannot open mailbox: %s", store_strerror(err));
 		store_account_close(&p->acct);
+		usercount_release(p->app->user_sessions, p->account);
+		p->counted = false;
 		free(p->account);
 		p->account = NULL;
 		free(p->msgs);

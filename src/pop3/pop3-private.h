@@ -51,6 +51,7 @@ struct pop3 {
 	struct buf line;
 	char *user;     /* from USER or AUTH LOGIN, until login */
 	char *account;  /* canonical account once logged in */
+	bool counted;   /* holds one of the account's app->user_sessions */
 	struct store_account *acct;
 	uint32_t uidvalidity;
 	struct pop3_msg *msgs;

@@ -92,6 +92,8 @@ static void pop3_close(void *sess)
 	if (p->acct != NULL && p->state == POP3_TRANSACTION)
 		pop3_record_downloads(p);
 	store_account_close(&p->acct);
+	if (p->counted)
+		usercount_release(p->app->user_sessions, p->account);
 	buf_free(&p->line);
 	free(p->user);
 	free(p->account);

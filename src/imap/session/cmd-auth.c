@@ -169,6 +169,14 @@ static void login_done(void *sess, enum login_result result, const char *account
 		free(tag);
 		return;
 	}
+	if (!usercount_acquire(s->app->user_sessions, account,
+			       conn_config(s->c)->max_connections_per_user)) {
+		store_account_close(&s->acct);
+		imap_tagged_raw(s, tag, "NO", "[LIMIT] Too many sessions for this account");
+		free(tag);
+		return;
+	}
+	s->counted = true;
 	s->account = xstrdup(account);
 	s->state = IMAP_AUTHENTICATED;
 	imap_parser_set_limits(s->parser, &imap_parser_limits_default);

@@ -61,6 +61,7 @@ struct imap {
 	 * (RFC 9051 §7.5.1). */
 	bool no_expunge;
 	char *account;
+	bool counted; /* holds one of the account's app->user_sessions */
 	struct store_account *acct;
 	struct imap_view *view; /* NULL unless SELECTED */
 

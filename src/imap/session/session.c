@@ -218,6 +218,8 @@ static void imap_close(void *sess)
 		close(s->watch_fd);
 	imap_view_free(&s->view);
 	store_account_close(&s->acct);
+	if (s->counted)
+		usercount_release(s->app->user_sessions, s->account);
 	imap_parser_free(&s->parser);
 	buf_free(&s->line);
 	free(s->sasl_user);
