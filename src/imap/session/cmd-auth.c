@@ -227,7 +227,8 @@ static void sasl_step(struct imap *s, enum imap_sasl_step step, const char *resp
 	if (step == IMAP_SASL_PLAIN) {
 		char *user = NULL, *pass = NULL;
 		if (sasl_plain_decode(resp, strlen(resp), &user, &pass) < 0)
-			imap_bad(s, tag, "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response");
+			imap_tagged_raw(s, tag, "NO", "[AUTHENTICATIONFAILED] Invalid SASL PLAIN response "
+					"(or an authorization identity other than the user)");
 		else
 			start_login(s, tag, user, pass);
 		if (pass != NULL)

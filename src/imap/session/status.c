@@ -15,6 +15,7 @@ enum {
 	ST_DELETED = 16,
 	ST_SIZE = 32,
 	ST_RECENT = 64,
+	ST_APPENDLIMIT = 128,
 };
 
 static const struct {
@@ -23,7 +24,7 @@ static const struct {
 } status_items[] = {
 	{"MESSAGES", ST_MESSAGES}, {"UIDNEXT", ST_UIDNEXT}, {"UIDVALIDITY", ST_UIDVALIDITY},
 	{"UNSEEN", ST_UNSEEN},     {"DELETED", ST_DELETED}, {"SIZE", ST_SIZE},
-	{"RECENT", ST_RECENT},
+	{"RECENT", ST_RECENT},     {"APPENDLIMIT", ST_APPENDLIMIT},
 };
 
 int imap_status_parse(const struct imap_arg *list, unsigned *items_r, const char **error_r)
@@ -84,6 +85,7 @@ enum store_err imap_status_write(struct imap *s, const char *name, unsigned item
 				 : bit == ST_UNSEEN      ? unseen
 				 : bit == ST_DELETED     ? deleted
 				 : bit == ST_SIZE        ? size
+				 : bit == ST_APPENDLIMIT ? conn_config(s->c)->max_message_size
 							 : 0; /* \Recent: none outside a session */
 		buf_printf(out, "%s%s %llu", out->len > start ? " " : "", status_items[j].name,
 			   (unsigned long long)value);

@@ -249,10 +249,12 @@ int imap_view_resolve(struct imap *s, const struct imap_arg *arg, bool uid, uint
 		imap_seqset_resolve(&set, star, &plain);
 		add_uids_in(v, &plain, &idx, &n, &cap);
 		imap_seqset_free(&plain);
-	} else if (v->count > 0 || !imap_seqset_has_star(&set)) {
+	} else {
+		/* RFC 9051 §9 seq-number: BAD for a number beyond the messages, "*" in an empty
+		 * mailbox included. */
 		struct imap_seqset plain;
-		imap_seqset_resolve(&set, (uint32_t)v->count, &plain);
-		if (imap_seqset_last(&plain) > v->count) {
+		if (imap_seqset_resolve(&set, (uint32_t)v->count, &plain) < 0 ||
+		    imap_seqset_last(&plain) > v->count) {
 			imap_seqset_free(&plain);
 			imap_seqset_free(&set);
 			free(idx);
