@@ -16,7 +16,7 @@ static void print_line(void *ctx, const char *line)
 int cmd_check(int argc, char **argv)
 {
 	struct config cfg;
-	if (config_from_args(&cfg, &argc, argv) < 0)
+	if (config_from_args(&cfg, &argc, argv) < 0 || cli_become_user(&cfg) < 0)
 		return 2;
 	bool repair = argc == 2 && strcmp(argv[1], "--repair") == 0;
 	if (argc > 2 || (argc == 2 && !repair)) {

@@ -74,7 +74,7 @@ static int alias_del(struct auth_db *db, const char *alias)
 int cmd_alias(int argc, char **argv)
 {
 	struct config cfg;
-	if (config_from_args(&cfg, &argc, argv) < 0) {
+	if (config_from_args(&cfg, &argc, argv) < 0 || cli_become_user(&cfg) < 0) {
 		config_free(&cfg);
 		return 1;
 	}

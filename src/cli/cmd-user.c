@@ -219,7 +219,7 @@ static bool check_address(const char *address)
 int cmd_user(int argc, char **argv)
 {
 	struct config cfg;
-	if (config_from_args(&cfg, &argc, argv) < 0) {
+	if (config_from_args(&cfg, &argc, argv) < 0 || cli_become_user(&cfg) < 0) {
 		config_free(&cfg);
 		return 1;
 	}
@@ -268,7 +268,7 @@ out:
 int cmd_domain(int argc, char **argv)
 {
 	struct config cfg;
-	if (config_from_args(&cfg, &argc, argv) < 0) {
+	if (config_from_args(&cfg, &argc, argv) < 0 || cli_become_user(&cfg) < 0) {
 		config_free(&cfg);
 		return 1;
 	}

@@ -47,7 +47,7 @@ static int read_message(struct store_blob *blob, uint64_t max_size)
 int cmd_deliver(int argc, char **argv)
 {
 	struct config cfg;
-	if (config_from_args(&cfg, &argc, argv) < 0)
+	if (config_from_args(&cfg, &argc, argv) < 0 || cli_become_user(&cfg) < 0)
 		return EX_CONFIG;
 	const char *mailbox = NULL;
 	int i = 1;

@@ -122,6 +122,17 @@ int cmd_serve(int argc, char **argv)
 	struct server *server = NULL;
 	char *err = NULL;
 	int rc = 1;
+	/* Bind first (ports below 1024 need root), then become the configured user before any
+	 * file of the store is opened or made, so every file belongs to that user. No connection
+	 * is accepted before server_run. */
+	struct server_params params = {.cfg = &cfg, .app = &app};
+	fill_protocols(&params);
+	if (server_start(&params, &server, &err) < 0) {
+		fprintf(stderr, "sarn: %s\n", err);
+		goto out;
+	}
+	if (cli_become_user(&cfg) < 0)
+		goto out;
 	if (mkdir_p(cfg.data_dir, 0700) < 0) {
 		fprintf(stderr, "sarn: cannot create %s\n", cfg.data_dir);
 		goto out;
@@ -141,13 +152,6 @@ int cmd_serve(int argc, char **argv)
 	app.auth_fail_ip = ratelimit_new(600);
 	app.auth_fail_user = ratelimit_new(600);
 	app.user_sessions = usercount_new();
-
-	struct server_params params = {.cfg = &cfg, .app = &app};
-	fill_protocols(&params);
-	if (server_start(&params, &server, &err) < 0) {
-		fprintf(stderr, "sarn: %s\n", err);
-		goto out;
-	}
 	log_info("event=started data=%s hostname=%s", cfg.data_dir, cfg.hostname);
 	pthread_t thread;
 	pthread_create(&thread, NULL, run_server, server);

@@ -56,6 +56,7 @@ void config_free(struct config *cfg)
 {
 	free(cfg->data_dir);
 	free(cfg->hostname);
+	free(cfg->run_user);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
 	for (int i = 0; i < LISTEN_COUNT; i++)
@@ -131,6 +132,11 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 			return value[0] ? set_str(&cfg->data_dir, value) : -1;
 		if (!strcmp(name, "hostname"))
 			return value[0] ? set_str(&cfg->hostname, value) : -1;
+		if (!strcmp(name, "user")) {
+			free(cfg->run_user);
+			cfg->run_user = value[0] ? xstrdup(value) : NULL;
+			return 0;
+		}
 		if (!strcmp(name, "workers"))
 			return set_int(&cfg->workers, value, 0, 256);
 		if (!strcmp(name, "auth_threads"))
@@ -285,6 +291,7 @@ struct config *config_dup(const struct config *cfg)
 	*c = *cfg;
 	c->data_dir = dup_or_null(cfg->data_dir);
 	c->hostname = dup_or_null(cfg->hostname);
+	c->run_user = dup_or_null(cfg->run_user);
 	c->tls_cert = dup_or_null(cfg->tls_cert);
 	c->tls_key = dup_or_null(cfg->tls_key);
 	for (int i = 0; i < LISTEN_COUNT; i++)

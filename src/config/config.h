@@ -30,6 +30,7 @@ struct config {
 	/* [server] */
 	char *data_dir;
 	char *hostname;
+	char *run_user;     /* [server] user: switch to it after binding when started as root */
 	int workers;        /* 0 = one per core */
 	int auth_threads;   /* job threads for password hashing */
 	int delivery_threads; /* job threads that store received messages (fsync-bound) */

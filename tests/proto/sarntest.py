@@ -219,7 +219,8 @@ class SarnServer:
     def wait_ready(self, timeout=20):
         deadline = time.monotonic() + timeout
         pending = set(self.ports)
-        while pending:
+        started = False
+        while pending or not started:
             if self.proc.poll() is not None:
                 raise ServerError(f"sarn serve exited with {self.proc.returncode} during start-up"
                                   f"\n{self.log_tail()}")
@@ -229,11 +230,25 @@ class SarnServer:
                         pending.discard(l)
                 except OSError:
                     pass
-            if pending:
+            if not pending and not started:
+                # Ports are bound before the store and certificate are ready: the server is
+                # ready once a plaintext listener greets.
+                started = self._greets()
+            if pending or not started:
                 if time.monotonic() > deadline:
                     raise ServerError(f"listeners {sorted(pending)} not accepting after "
                                       f"{timeout}s\n{self.log_tail()}")
                 time.sleep(0.05)
+
+    def _greets(self):
+        plain = [l for l in ("pop3", "imap", "smtp", "lmtp", "submission") if l in self.ports]
+        if not plain:
+            return True
+        try:
+            with socket.create_connection((self.host, self.ports[plain[0]]), timeout=1) as s:
+                return len(s.recv(1)) == 1
+        except OSError:
+            return False
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
