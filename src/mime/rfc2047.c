@@ -209,6 +209,8 @@ static void flush_pending(struct buf *out, struct buf *pending, char *charset,
 
 void mime_rfc2047_decode(const char *s, size_t len, struct buf *out)
 {
+	if (len == 0)
+		return; /* s may be NULL then */
 	const unsigned char *p = (const unsigned char *)s, *end = p + len;
 	struct buf pending = {0};
 	char charset[64] = "";

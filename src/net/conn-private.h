@@ -39,6 +39,7 @@ struct conn {
 	bool discarding;      /* inside an overlong line */
 	bool in_input;        /* proto->input is on the stack */
 	bool producing;       /* proto->drain has more output to give */
+	bool yield_pending;   /* conn_yield: input processing resumes at the next loop round */
 	int paused;
 	int refs;
 	struct conn *prev, *next;

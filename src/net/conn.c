@@ -319,6 +319,27 @@ void conn_pause(struct conn *c)
 
 static void process_input(struct conn *c);
 
+static void resume_after_yield(void *arg)
+{
+	struct conn *c = arg;
+	c->yield_pending = false;
+	if (!c->dead) {
+		process_input(c);
+		if (!c->dead)
+			conn_update(c);
+	}
+	conn_unref(c);
+}
+
+void conn_yield(struct conn *c)
+{
+	if (c->yield_pending || c->dead)
+		return;
+	c->yield_pending = true;
+	conn_ref(c);
+	ev_post(c->w->loop, resume_after_yield, c);
+}
+
 void conn_flush(struct conn *c)
 {
 	if (c->dead || c->handshaking)
@@ -344,7 +365,7 @@ void conn_resume(struct conn *c)
 static bool can_process(const struct conn *c)
 {
 	return !c->dead && !c->closing && c->paused == 0 && !c->starttls_pending &&
-	       !c->handshaking && c->out.len < CONN_OUT_HIGH && c->sess != NULL;
+	       !c->handshaking && !c->yield_pending && c->out.len < CONN_OUT_HIGH && c->sess != NULL;
 }
 
 static void process_input(struct conn *c)
@@ -543,6 +564,8 @@ void conn_shutdown_all(struct worker *w)
 	for (struct conn *c = w->conns; c != NULL; c = c->next) {
 		if (c->dead)
 			continue;
+		if (c->proto->shutdown != NULL && c->sess != NULL && !c->handshaking && !c->closing)
+			c->proto->shutdown(c->sess);
 		flush_output(c);
 		conn_kill(c);
 	}

@@ -28,6 +28,8 @@ struct proto {
 	void (*close)(void *sess);
 	/* Idle timeout expired: the session may write a last line. May be NULL. */
 	void (*timeout)(void *sess);
+	/* The server is stopping: the session may write a last line. May be NULL. */
+	void (*shutdown)(void *sess);
 };
 
 /* Output above this stops input processing until the client reads. */
@@ -45,6 +47,9 @@ int conn_getline(struct conn *c, struct buf *line);
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 size_t conn_output_pending(const struct conn *c);
+/* The session stops taking input for now although more is buffered (it has used its share of
+ * the worker): input processing resumes after the loop's other connections had their turn. */
+void conn_yield(struct conn *c);
 /* Sends what was written outside the connection's own callbacks (e.g. from another fd's
  * event, like an IDLE notification). */
 void conn_flush(struct conn *c);

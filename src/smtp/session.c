@@ -92,6 +92,13 @@ static void smtp_timeout(void *sess)
 	smtp_reply(s, "421 4.4.2 %s Timeout, closing connection", conn_config(s->c)->hostname);
 }
 
+static void smtp_shutdown(void *sess)
+{
+	struct smtp *s = sess;
+	if (!s->delivering)
+		smtp_reply(s, "421 4.3.2 %s Service shutting down", conn_config(s->c)->hostname);
+}
+
 static void cmd_starttls(struct smtp *s, char *args)
 {
 	if (args[0] != '\0') {
@@ -180,6 +187,7 @@ const struct proto smtp_proto = {
 	.input = smtp_input,
 	.close = smtp_close,
 	.timeout = smtp_timeout,
+	.shutdown = smtp_shutdown,
 };
 
 const struct proto lmtp_proto = {
@@ -188,4 +196,5 @@ const struct proto lmtp_proto = {
 	.input = smtp_input,
 	.close = smtp_close,
 	.timeout = smtp_timeout,
+	.shutdown = smtp_shutdown,
 };

@@ -22,6 +22,11 @@ struct store_account {
 	sqlite3 *db;
 	int pop3_lock_fd;
 	int changes_fd; /* DATA/mail/<account>/changes, opened at the first commit */
+	/* Inside store_read_batch_begin/end: one read transaction, and the last mailbox looked
+	 * up (which cannot change meanwhile). */
+	bool in_batch;
+	char *batch_mailbox;
+	int64_t batch_mailbox_id;
 };
 
 struct store_blob {
@@ -54,6 +59,8 @@ uint32_t store_next_uidvalidity(struct store *store);
 enum store_err index_err(sqlite3 *db, int rc, const char *what);
 /* Mailbox id by name (NULL = INBOX); STORE_NOTFOUND if missing. */
 enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r);
+/* index_mailbox_id for a message read: remembered within a read batch. */
+enum store_err index_read_mailbox_id(struct store_account *a, const char *name, int64_t *id_r);
 /* Creates mailbox.noselect and the subscription and expunged tables when missing. */
 enum store_err index_imap_ensure(sqlite3 *db);
 /* Runs sql binding text (if not NULL) then the nargs integers; expects no rows. */

@@ -266,30 +266,70 @@ static int committed(void *ctx, sqlite3 *db, const char *name, int wal_pages)
 	return SQLITE_OK;
 }
 
-enum store_err store_watch_open(struct store_account *a, int *fd_r)
+struct store_watcher {
+	int fd; /* inotify */
+};
+
+enum store_err store_watcher_new(struct store_watcher **w_r)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0) {
+		log_error("event=watcher_new error=\"%s\"", strerror(errno));
+		return STORE_TEMP;
+	}
+	struct store_watcher *w = xcalloc(1, sizeof *w);
+	w->fd = fd;
+	*w_r = w;
+	return STORE_OK;
+}
+
+void store_watcher_free(struct store_watcher **wp)
+{
+	if (*wp == NULL)
+		return;
+	close((*wp)->fd);
+	free(*wp);
+	*wp = NULL;
+}
+
+int store_watcher_fd(const struct store_watcher *w)
+{
+	return w->fd;
+}
+
+enum store_err store_watcher_add(struct store_watcher *w, struct store_account *a, int *wd_r)
 {
 	char *path = changes_path(a);
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
 	if (fd >= 0)
 		close(fd);
-	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (ifd < 0 || inotify_add_watch(ifd, path, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF) < 0) {
-		log_error("event=watch_open path=%s error=\"%s\"", path, strerror(errno));
-		if (ifd >= 0)
-			close(ifd);
-		free(path);
-		return STORE_TEMP;
-	}
+	int wd = inotify_add_watch(w->fd, path, IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF);
+	if (wd < 0)
+		log_error("event=watch_add path=%s error=\"%s\"", path, strerror(errno));
 	free(path);
-	*fd_r = ifd;
+	if (wd < 0)
+		return STORE_TEMP;
+	*wd_r = wd;
 	return STORE_OK;
 }
 
-void store_watch_drain(int fd)
+void store_watcher_remove(struct store_watcher *w, int wd)
 {
-	char buf[4096];
-	while (read(fd, buf, sizeof buf) > 0)
-		;
+	inotify_rm_watch(w->fd, wd);
+}
+
+void store_watcher_read(struct store_watcher *w, void (*fn)(void *ctx, int wd), void *ctx)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(w->fd, buf, sizeof buf)) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if (!(ev->mask & IN_IGNORED))
+				fn(ctx, ev->wd);
+			p += sizeof *ev + ev->len;
+		}
+	}
 }
 
 void store_account_close(struct store_account **ap)
@@ -298,6 +338,7 @@ void store_account_close(struct store_account **ap)
 	if (a == NULL)
 		return;
 	store_pop3_unlock(a);
+	store_read_batch_end(a);
 	sqlite3_close(a->db);
 	if (a->changes_fd >= 0)
 		close(a->changes_fd);

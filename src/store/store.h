@@ -110,6 +110,12 @@ enum store_err store_mailbox_messages(struct store_account *acct, const char *ma
 enum store_err store_msg_open(struct store_account *acct, const char *mailbox, uint32_t uid,
 			      int *fd_r);
 
+/* Reads that follow (store_msg_parsed, store_msg_open, listings) share one read transaction
+ * until store_read_batch_end: a consistent snapshot, and much cheaper per message. Only reads
+ * may run inside a batch; keep it short (it holds back WAL checkpoints). Nesting is ignored. */
+void store_read_batch_begin(struct store_account *acct);
+void store_read_batch_end(struct store_account *acct);
+
 /* --- Searching --- */
 
 enum store_search_field {
@@ -293,10 +299,17 @@ enum store_err store_changes_since(struct store_account *acct, const char *mailb
 				   size_t *nchanges_r, uint32_t **expunged_r, size_t *nexpunged_r);
 void store_changes_free(struct store_change *changes, size_t n);
 
-/* Change notification across threads and processes: a non-blocking fd (the caller's to
- * close) that becomes readable after any commit to the account by anyone (a delivery, another
- * session, `sarn deliver`). Read it empty with store_watch_drain, then look at what changed. */
-enum store_err store_watch_open(struct store_account *acct, int *fd_r);
-void store_watch_drain(int fd);
+/* Change notification across threads and processes. A watcher is one non-blocking fd (for
+ * an event loop) that becomes readable after any commit by anyone (a delivery, another session,
+ * `sarn deliver`) to the accounts added to it. Adding an account twice gives the same watch
+ * descriptor: one watcher serves every session of a thread. */
+struct store_watcher;
+enum store_err store_watcher_new(struct store_watcher **w_r);
+void store_watcher_free(struct store_watcher **w);
+int store_watcher_fd(const struct store_watcher *w);
+enum store_err store_watcher_add(struct store_watcher *w, struct store_account *acct, int *wd_r);
+void store_watcher_remove(struct store_watcher *w, int wd);
+/* Reads what is pending, calling fn(ctx, wd) once per change notice of an added account. */
+void store_watcher_read(struct store_watcher *w, void (*fn)(void *ctx, int wd), void *ctx);
 
 #endif

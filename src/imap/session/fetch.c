@@ -43,7 +43,8 @@ void imap_fetch_abort(struct imap *s)
 	s->fetch = NULL;
 }
 
-bool imap_fetch_continue(struct imap *s)
+/* Writes responses until the output is full or all are written; true while more remain. */
+static bool produce(struct imap *s)
 {
 	struct imap_fetch_job *j = s->fetch;
 	struct imap_view *v = s->view;
@@ -89,6 +90,18 @@ bool imap_fetch_continue(struct imap *s)
 		if (conn_output_pending(s->c) >= CONN_OUT_HIGH)
 			return true;
 	}
+	return false;
+}
+
+bool imap_fetch_continue(struct imap *s)
+{
+	/* One read transaction per round instead of one per message. */
+	store_read_batch_begin(s->acct);
+	bool more = produce(s);
+	store_read_batch_end(s->acct);
+	struct imap_fetch_job *j = s->fetch;
+	if (more || j == NULL || conn_closed(s->c))
+		return more;
 	s->fetch = NULL;
 	if (j->unknown_cte)
 		imap_no(s, j->tag, "[UNKNOWN-CTE] A part has a content transfer encoding "

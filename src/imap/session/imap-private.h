@@ -72,9 +72,8 @@ struct imap {
 	struct buf line; /* continuation lines (AUTHENTICATE, IDLE's DONE) */
 
 	bool idling;
-	int watch_fd; /* store_watch_open, -1 until the first IDLE */
-	struct ev_io watch_io;
-	bool watch_started;
+	int watch_wd;           /* the account's watch in this thread's IDLE hub, while idling */
+	struct ev_timer settle; /* announces a burst of changes together */
 
 	struct imap_fetch_job *fetch; /* a FETCH streaming its responses */
 	struct imap_append *append;   /* an APPEND receiving its literals */

@@ -32,7 +32,9 @@ static void search_common(struct imap *s, const char *tag, const struct imap_arg
 		.recent = recent.count ? &recent : NULL,
 	};
 	struct imap_search_result result = {0};
+	store_read_batch_begin(s->acct);
 	enum store_err err = imap_search_run(q, &ctx, &result);
+	store_read_batch_end(s->acct);
 	imap_seqset_free(&recent);
 	bool save = q->ret & IMAP_SEARCH_RET_SAVE;
 	if (err != STORE_OK) {

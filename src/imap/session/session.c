@@ -195,7 +195,6 @@ static void *imap_open(struct conn *c)
 	s->c = c;
 	s->app = conn_app(c);
 	s->state = IMAP_NOT_AUTHENTICATED;
-	s->watch_fd = -1;
 	s->parser = imap_parser_new(&imap_parser_limits_preauth);
 	imap_parser_set_literal_mode(s->parser, IMAP_LITERAL_PLUS);
 	conn_set_idle_timeout(c, conn_config(c)->imap_idle_timeout);
@@ -214,8 +213,6 @@ static void imap_close(void *sess)
 	imap_fetch_abort(s);
 	imap_append_abort(s);
 	imap_idle_stop(s);
-	if (s->watch_fd >= 0)
-		close(s->watch_fd);
 	imap_view_free(&s->view);
 	store_account_close(&s->acct);
 	if (s->counted)
@@ -232,6 +229,13 @@ static void imap_timeout(void *sess)
 {
 	struct imap *s = sess;
 	imap_send(s, "* BYE Autologout; idle for too long");
+}
+
+static void imap_shutdown(void *sess)
+{
+	struct imap *s = sess;
+	if (s->fetch == NULL) /* never inside a response being streamed */
+		imap_send(s, "* BYE Server shutting down");
 }
 
 static const struct imap_command *find(const struct imap_command *table, size_t n,
@@ -307,11 +311,22 @@ static bool busy(const struct imap *s)
 	return s->login_pending || s->fetch != NULL || conn_closed(s->c);
 }
 
+/* One connection's pipelined commands (e.g. thousands of APPENDs) must not keep the worker
+ * from its other connections: after this much work, the rest waits for the next round. */
+#define INPUT_SLICE_MS 20
+#define INPUT_SLICE_COMMANDS 64
+
 void imap_input(void *sess)
 {
 	struct imap *s = sess;
 	struct buf *in = conn_input(s->c);
+	uint64_t started = ev_now_ms();
+	unsigned done = 0;
 	while (!busy(s)) {
+		if (done >= INPUT_SLICE_COMMANDS || ev_now_ms() - started >= INPUT_SLICE_MS) {
+			conn_yield(s->c);
+			return;
+		}
 		if (s->sasl != IMAP_SASL_NONE || s->idling) {
 			int r = conn_getline(s->c, &s->line);
 			if (r == 0)
@@ -350,6 +365,7 @@ void imap_input(void *sess)
 		case IMAP_PARSE_COMPLETE:
 			dispatch(s);
 			imap_parser_reset(s->parser);
+			done++;
 			break;
 		case IMAP_PARSE_ERROR:
 			parse_error(s);
@@ -376,4 +392,5 @@ const struct proto imap_proto = {
 	.drain = imap_drain,
 	.close = imap_close,
 	.timeout = imap_timeout,
+	.shutdown = imap_shutdown,
 };

@@ -179,7 +179,7 @@ void imap_view_sync(struct imap *s, bool allow_expunge)
 	if (store_mailbox_messages_from(s->acct, v->name, last + 1, &fresh, &nfresh) == STORE_OK &&
 	    nfresh > 0) {
 		if (v->count + nfresh > v->cap) {
-			v->cap = (v->count + nfresh) * 2;
+			v->cap = v->count + nfresh + v->count / 8 + 16;
 			v->msgs = xrealloc(v->msgs, v->cap * sizeof *v->msgs);
 		}
 		memcpy(&v->msgs[v->count], fresh, nfresh * sizeof *fresh);

@@ -317,7 +317,8 @@ enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, ui
 				unsigned char **data_r, size_t *len_r)
 {
 	int64_t mbox;
-	enum store_err err = mailbox_id(a, mailbox, &mbox);
+	const char *name = store_mailbox_name(mailbox ? mailbox : "INBOX");
+	enum store_err err = name ? index_read_mailbox_id(a, name, &mbox) : STORE_INVALID;
 	if (err != STORE_OK)
 		return err;
 	sqlite3_stmt *st;

@@ -230,6 +230,40 @@ enum store_err index_create_mailbox(sqlite3 *db, const char *name, const char *s
 	return rc == SQLITE_DONE ? STORE_OK : index_err(db, rc, "create_mailbox");
 }
 
+enum store_err index_read_mailbox_id(struct store_account *a, const char *name, int64_t *id_r)
+{
+	if (name == NULL)
+		name = "INBOX";
+	if (a->in_batch && a->batch_mailbox != NULL && strcmp(a->batch_mailbox, name) == 0) {
+		*id_r = a->batch_mailbox_id;
+		return STORE_OK;
+	}
+	enum store_err err = index_mailbox_id(a->db, name, id_r);
+	if (err == STORE_OK && a->in_batch) {
+		free(a->batch_mailbox);
+		a->batch_mailbox = xstrdup(name);
+		a->batch_mailbox_id = *id_r;
+	}
+	return err;
+}
+
+void store_read_batch_begin(struct store_account *a)
+{
+	if (a->in_batch || sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return;
+	a->in_batch = true;
+}
+
+void store_read_batch_end(struct store_account *a)
+{
+	if (!a->in_batch)
+		return;
+	sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+	a->in_batch = false;
+	free(a->batch_mailbox);
+	a->batch_mailbox = NULL;
+}
+
 enum store_err index_mailbox_id(sqlite3 *db, const char *name, int64_t *id_r)
 {
 	sqlite3_stmt *st;

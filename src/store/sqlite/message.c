@@ -270,7 +270,7 @@ static enum store_err message_blob(struct store_account *a, int64_t mbox, uint32
 enum store_err store_msg_open(struct store_account *a, const char *mailbox, uint32_t uid, int *fd_r)
 {
 	int64_t mbox;
-	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	enum store_err err = index_read_mailbox_id(a, mailbox, &mbox);
 	char *id = NULL;
 	if (err == STORE_OK)
 		err = message_blob(a, mbox, uid, &id);

@@ -202,22 +202,40 @@ static bool readable(int fd)
 	return poll(&p, 1, 0) == 1;
 }
 
+static int woken_wd;
+static int wakes;
+
+static void on_wake(void *ctx, int wd)
+{
+	(void)ctx;
+	woken_wd = wd;
+	wakes++;
+}
+
 /* A watcher wakes after commits by any handle on the account (here: a second one, as another
- * session or process would have), and only then. */
+ * session or process would have), and only then; one watch per account however often added. */
 static void test_watch(void **state)
 {
 	struct store_fixture *f = *state;
 	struct store_account *other = NULL;
 	assert_int_equal(store_account_open(f->store, ACCOUNT, &other), STORE_OK);
-	int fd = -1;
-	assert_int_equal(store_watch_open(f->acct, &fd), STORE_OK);
+	struct store_watcher *w = NULL;
+	assert_int_equal(store_watcher_new(&w), STORE_OK);
+	int fd = store_watcher_fd(w);
+	int wd = -1, wd2 = -1;
+	assert_int_equal(store_watcher_add(w, f->acct, &wd), STORE_OK);
+	assert_int_equal(store_watcher_add(w, other, &wd2), STORE_OK);
+	assert_int_equal(wd, wd2);
 	assert_false(readable(fd));
 	struct store_mailbox_info info;
 	assert_int_equal(store_mailbox_info(other, NULL, &info), STORE_OK);
 	assert_false(readable(fd)); /* reading commits nothing */
 	uint32_t uid = deliver(f, NULL, "Subject: w\r\n\r\nx\r\n");
 	assert_true(readable(fd));
-	store_watch_drain(fd);
+	wakes = 0;
+	store_watcher_read(w, on_wake, NULL);
+	assert_true(wakes >= 1);
+	assert_int_equal(woken_wd, wd);
 	assert_false(readable(fd));
 	struct store_flag_result *res = NULL;
 	size_t nres = 0;
@@ -225,10 +243,16 @@ static void test_watch(void **state)
 					 0, 0, &res, &nres), STORE_OK);
 	store_flag_results_free(res, nres);
 	assert_true(readable(fd));
-	store_watch_drain(fd);
+	store_watcher_read(w, on_wake, NULL);
 	assert_int_equal(store_expunge(other, NULL, &uid, 1), STORE_OK);
 	assert_true(readable(fd));
-	close(fd);
+	store_watcher_read(w, on_wake, NULL);
+	store_watcher_remove(w, wd);
+	deliver(f, NULL, "Subject: w2\r\n\r\nx\r\n");
+	wakes = 0;
+	store_watcher_read(w, on_wake, NULL);
+	assert_int_equal(wakes, 0);
+	store_watcher_free(&w);
 	store_account_close(&other);
 }
 
