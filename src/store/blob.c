@@ -112,6 +112,12 @@ enum store_err store_blob_finish(struct store_blob *b)
 	struct mime_result *r = mime_parser_finish(b->parser);
 	mime_parser_free(&b->parser);
 	mime_result_serialize(r, &b->parsed);
+	const struct mime_part *top = mime_result_find(r, NULL, 0);
+	if (top != NULL && top->header_size > 0 && top->header_size <= STORE_HEADER_CACHE_MAX) {
+		buf_reserve(&b->header, (size_t)top->header_size);
+		ssize_t n = pread(b->fd, b->header.data, (size_t)top->header_size, 0);
+		b->header.len = n == (ssize_t)top->header_size ? (size_t)n : 0;
+	}
 	/* Its searchable text, also once for all recipients: the file was just written, so
 	 * this reads the page cache. */
 	int rc = mime_text_extract(r, b->fd, 0, &b->fts_header, &b->fts_body, NULL);
@@ -143,6 +149,7 @@ void store_blob_free(struct store_blob **bp)
 	free(b->path);
 	mime_parser_free(&b->parser);
 	buf_free(&b->parsed);
+	buf_free(&b->header);
 	buf_free(&b->wbuf);
 	buf_free(&b->fts_header);
 	buf_free(&b->fts_body);

@@ -40,10 +40,15 @@ struct store_blob {
 	enum store_err write_err;   /* the first write error (sticky) */
 	struct mime_parser *parser; /* fed as bytes arrive: each message is parsed once */
 	struct buf parsed;          /* serialized parse result, saved with every delivered copy */
+	struct buf header;          /* the message header if at most STORE_HEADER_CACHE_MAX */
 	/* Folded text for the full-text index, extracted once in store_blob_finish. */
 	struct buf fts_header;
 	struct buf fts_body;
 };
+
+/* Message headers up to this size are kept in the index too, so header lists (FETCH
+ * BODY.PEEK[HEADER.FIELDS (...)]) never open message files. */
+#define STORE_HEADER_CACHE_MAX (32 * 1024)
 
 /* DATA/mail/<domain>/<local> for a valid account name, else NULL. The name is checked here
  * again so that no client-supplied text reaches the filesystem unchecked. */

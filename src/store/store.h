@@ -269,8 +269,19 @@ enum store_err store_move(struct store_account *acct, const char *src, const cha
 
 /* --- IMAP APPEND --- */
 
-/* store_deliver with keywords; flags beyond STORE_FLAGS_ALL or a bad keyword →
- * STORE_INVALID. internaldate 0 = now. */
+struct store_append_msg {
+	struct store_blob *blob; /* finished */
+	uint32_t flags;
+	const char *const *keywords;
+	size_t nkw;
+	int64_t internaldate; /* 0 = now */
+};
+/* Adds messages to mailbox in one transaction: all or none, and nobody sees some of them
+ * before all are there (MULTIAPPEND, RFC 3502). uids_r gets n UIDs. Flags beyond
+ * STORE_FLAGS_ALL or a bad keyword → STORE_INVALID. */
+enum store_err store_append_many(struct store_account *acct, const char *mailbox,
+				 const struct store_append_msg *msgs, size_t n, uint32_t *uids_r);
+/* store_append_many of one message. */
 enum store_err store_append(struct store_account *acct, const char *mailbox,
 			    struct store_blob *blob, uint32_t flags, const char *const *keywords,
 			    size_t nkw, int64_t internaldate, uint32_t *uid_r);
@@ -283,6 +294,12 @@ enum store_err store_append(struct store_account *acct, const char *mailbox,
  * message is gone. */
 enum store_err store_msg_parsed(struct store_account *acct, const char *mailbox, uint32_t uid,
 				unsigned char **data_r, size_t *len_r);
+/* The same, and the message's header as stored (up to the empty line that ends it, included)
+ * when it was small enough to be kept in the index: *header_r is then the caller's to free(),
+ * else NULL with *header_len_r 0 (read the file). */
+enum store_err store_msg_parsed_header(struct store_account *acct, const char *mailbox,
+				       uint32_t uid, unsigned char **data_r, size_t *len_r,
+				       unsigned char **header_r, size_t *header_len_r);
 
 /* --- Changes (IDLE, NOOP, CONDSTORE/QRESYNC) --- */
 

@@ -42,6 +42,9 @@ struct imap_fetch_cursor {
 
 	struct mime_result *res;
 	int fd;
+	/* The header kept in the index, read instead of the file when the plan is header_only. */
+	unsigned char *header;
+	size_t header_len;
 	enum phase phase;
 	size_t idx;        /* next plan item */
 	bool implicit_uid; /* UID first though not asked for */
@@ -96,6 +99,7 @@ void imap_fetch_end(struct imap_fetch_cursor **cp)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	free(c->header);
 	mime_result_free(&c->res);
 	free(c->mailbox);
 	free(c->msg.keywords);
@@ -136,7 +140,9 @@ static int load(struct imap_fetch_cursor *c)
 	if (plan->needs_result) {
 		unsigned char *data = NULL;
 		size_t len = 0;
-		enum store_err err = store_msg_parsed(c->acct, c->mailbox, c->msg.msg.uid, &data, &len);
+		enum store_err err = store_msg_parsed_header(
+			c->acct, c->mailbox, c->msg.msg.uid, &data, &len,
+			plan->header_only ? &c->header : NULL, &c->header_len);
 		if (err != STORE_OK)
 			return fail(c, store_error(err));
 		if (data != NULL) {
@@ -144,7 +150,8 @@ static int load(struct imap_fetch_cursor *c)
 			free(data);
 		}
 	}
-	if (plan->needs_file || (plan->needs_result && c->res == NULL)) {
+	bool from_index = plan->header_only && c->header != NULL && c->res != NULL;
+	if ((plan->needs_file && !from_index) || (plan->needs_result && c->res == NULL)) {
 		enum store_err err = store_msg_open(c->acct, c->mailbox, c->msg.msg.uid, &c->fd);
 		if (err != STORE_OK) {
 			c->fd = -1;
@@ -171,6 +178,13 @@ static int load(struct imap_fetch_cursor *c)
 /* Reads exactly len bytes at off. */
 static int read_at(struct imap_fetch_cursor *c, unsigned char *dst, size_t len, uint64_t off)
 {
+	if (c->fd < 0) {
+		/* header_only plan served from the index copy */
+		if (c->header == NULL || off > c->header_len || len > c->header_len - off)
+			return -1;
+		memcpy(dst, c->header + off, len);
+		return 0;
+	}
 	size_t done = 0;
 	while (done < len) {
 		ssize_t r = pread(c->fd, dst + done, len - done, (off_t)(off + done));

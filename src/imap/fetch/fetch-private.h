@@ -40,6 +40,9 @@ struct imap_fetch_plan {
 	bool sets_seen;
 	bool needs_result; /* the parse result is read */
 	bool needs_file;   /* the message file is read */
+	/* Of the file, only the message's own header is read (BODY[HEADER], HEADER.FIELDS,
+	 * RFC822.HEADER): the copy kept in the index serves it, if there is one. */
+	bool header_only;
 };
 
 const char *fetch_kind_name(enum fetch_kind kind);

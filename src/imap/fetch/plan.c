@@ -353,6 +353,13 @@ int imap_fetch_plan_parse(const struct imap_arg *args, size_t count, unsigned fl
 		imap_fetch_plan_free(&plan);
 		return -1;
 	}
+	plan->header_only = plan->needs_file;
+	for (size_t k = 0; k < plan->count; k++) {
+		const struct fetch_item *it = &plan->items[k];
+		if (it->kind == FETCH_BINARY ||
+		    (it->kind == FETCH_SECTION && (it->npath > 0 || it->text != MIME_SECTION_HEADER)))
+			plan->header_only = false;
+	}
 	if (used_r != NULL)
 		*used_r = used;
 	*plan_r = plan;

@@ -10,11 +10,16 @@
 #include <string.h>
 
 #define APPEND_MAX_KEYWORDS 128
+/* One MULTIAPPEND keeps each received message's index data in memory until it commits them
+ * together: at most this many messages, and this many bytes beyond one max_message_size. */
+#define APPEND_MAX_MESSAGES 1000
+#define APPEND_MAX_TOTAL (256ull * 1024 * 1024)
 
 struct imap_append {
 	struct store_blob *cur;    /* the literal being received */
 	struct store_blob **done;  /* received literals, in order */
 	size_t ndone, next;
+	uint64_t total;            /* bytes of the received literals */
 	bool failed;               /* writing a blob failed */
 };
 
@@ -40,8 +45,11 @@ static int sink(void *ctx, enum imap_literal_event ev, const struct imap_literal
 	case IMAP_LITERAL_BEGIN:
 		/* Only the messages: top-level and not the mailbox name. */
 		if (info->depth != 0 || info->index == 0 ||
-		    info->size > conn_config(s->c)->max_message_size)
+		    info->size > conn_config(s->c)->max_message_size ||
+		    a->ndone >= APPEND_MAX_MESSAGES ||
+		    (a->ndone > 0 && a->total + info->size > APPEND_MAX_TOTAL))
 			return -1;
+		a->total += info->size;
 		if (store_blob_begin(s->app->store, &a->cur) != STORE_OK)
 			return -1;
 		return 0;
@@ -167,23 +175,23 @@ void imap_cmd_append(struct imap *s, const char *tag, const struct imap_arg *arg
 	for (size_t i = 0; err == STORE_OK && i < n; i++)
 		if (msgs[i].data->len == 0)
 			err = STORE_INVALID;
+	/* All messages in one transaction: MULTIAPPEND is all or nothing (RFC 3502), and is
+	 * never seen half done. */
+	struct store_append_msg *am = xcalloc(n, sizeof *am);
+	for (size_t i = 0; err == STORE_OK && i < n; i++) {
+		err = message_blob(s, msgs[i].data, &am[i].blob);
+		am[i].flags = msgs[i].flags;
+		am[i].keywords = msgs[i].kw;
+		am[i].nkw = msgs[i].nkw;
+		am[i].internaldate = msgs[i].date;
+	}
 	uint32_t *uids = xcalloc(n, sizeof *uids);
-	size_t stored = 0;
-	for (; err == STORE_OK && stored < n; stored++) {
-		struct store_blob *blob = NULL;
-		err = message_blob(s, msgs[stored].data, &blob);
-		if (err == STORE_OK)
-			err = store_append(s->acct, name, blob, msgs[stored].flags, msgs[stored].kw,
-					   msgs[stored].nkw, msgs[stored].date, &uids[stored]);
-		store_blob_free(&blob);
-		if (err != STORE_OK)
-			break;
-	}
+	if (err == STORE_OK)
+		err = store_append_many(s->acct, name, am, n, uids);
+	for (size_t i = 0; i < n; i++)
+		store_blob_free(&am[i].blob);
+	free(am);
 	imap_append_abort(s);
-	if (err != STORE_OK && stored > 0) {
-		/* MULTIAPPEND is all or nothing (RFC 3502 §6.3.11). */
-		store_expunge(s->acct, name, uids, stored);
-	}
 	free(name);
 	free(msgs);
 	if (err == STORE_NOTFOUND)

@@ -313,8 +313,22 @@ void store_changes_free(struct store_change *ch, size_t n)
 	free(ch);
 }
 
-enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, uint32_t uid,
-				unsigned char **data_r, size_t *len_r)
+static unsigned char *column_copy(sqlite3_stmt *st, int col, size_t *len_r)
+{
+	const void *data = sqlite3_column_blob(st, col);
+	int len = sqlite3_column_bytes(st, col);
+	*len_r = 0;
+	if (data == NULL || len <= 0)
+		return NULL;
+	unsigned char *copy = xmalloc((size_t)len);
+	memcpy(copy, data, (size_t)len);
+	*len_r = (size_t)len;
+	return copy;
+}
+
+enum store_err store_msg_parsed_header(struct store_account *a, const char *mailbox,
+				       uint32_t uid, unsigned char **data_r, size_t *len_r,
+				       unsigned char **header_r, size_t *header_len_r)
 {
 	int64_t mbox;
 	const char *name = store_mailbox_name(mailbox ? mailbox : "INBOX");
@@ -322,7 +336,7 @@ enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, ui
 	if (err != STORE_OK)
 		return err;
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(a->db, "SELECT b.parsed FROM message m JOIN blob b"
+	int rc = sqlite3_prepare_v2(a->db, "SELECT b.parsed, b.header FROM message m JOIN blob b"
 				    " ON b.id = m.blob WHERE m.mailbox_id = ? AND m.uid = ?", -1,
 				    &st, NULL);
 	if (rc != SQLITE_OK)
@@ -332,18 +346,18 @@ enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, ui
 	rc = sqlite3_step(st);
 	err = STORE_EXPUNGED;
 	if (rc == SQLITE_ROW) {
-		const void *data = sqlite3_column_blob(st, 0);
-		int len = sqlite3_column_bytes(st, 0);
-		*data_r = NULL;
-		*len_r = 0;
-		if (data != NULL && len > 0) {
-			*data_r = xmalloc((size_t)len);
-			memcpy(*data_r, data, (size_t)len);
-			*len_r = (size_t)len;
-		}
+		*data_r = column_copy(st, 0, len_r);
+		if (header_r != NULL)
+			*header_r = column_copy(st, 1, header_len_r);
 		err = STORE_OK;
 	} else if (rc != SQLITE_DONE)
 		err = index_err(a->db, rc, "msg_parsed");
 	sqlite3_finalize(st);
 	return err;
+}
+
+enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, uint32_t uid,
+				unsigned char **data_r, size_t *len_r)
+{
+	return store_msg_parsed_header(a, mailbox, uid, data_r, len_r, NULL, NULL);
 }

@@ -34,7 +34,8 @@ static const char schema[] =
 	" id TEXT PRIMARY KEY,"
 	" refs INTEGER NOT NULL,"
 	" size INTEGER NOT NULL,"
-	" parsed BLOB) WITHOUT ROWID;"
+	" parsed BLOB,"
+	" header BLOB) WITHOUT ROWID;"
 	"CREATE INDEX IF NOT EXISTS message_blob ON message(blob);";
 
 enum store_err index_err(sqlite3 *db, int rc, const char *what)
@@ -86,7 +87,8 @@ enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
 	return STORE_OK;
 }
 
-/* Tables and columns added for IMAP (mailbox.noselect, subscription, expunged). */
+/* Tables and columns added for IMAP (mailbox.noselect, blob.header, subscription,
+ * expunged). */
 static const char imap_schema[] =
 	"CREATE TABLE IF NOT EXISTS subscription(name TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS expunged("
@@ -100,7 +102,8 @@ static int imap_schema_present(sqlite3 *db)
 	sqlite3_stmt *st;
 	int rc = sqlite3_prepare_v2(db,
 		"SELECT (SELECT count(*) FROM sqlite_master WHERE name IN ('subscription', 'expunged'))"
-		" + (SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'noselect')",
+		" + (SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'noselect')"
+		" + (SELECT count(*) FROM pragma_table_info('blob') WHERE name = 'header')",
 		-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return -1;
@@ -113,7 +116,7 @@ static int imap_schema_present(sqlite3 *db)
 
 enum store_err index_imap_ensure(sqlite3 *db)
 {
-	if (imap_schema_present(db) == 3)
+	if (imap_schema_present(db) == 4)
 		return STORE_OK;
 	enum store_err err = index_begin(db);
 	if (err != STORE_OK)
@@ -132,9 +135,19 @@ enum store_err index_imap_ensure(sqlite3 *db)
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		has_sub = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
+	int has_header = 0;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('blob')"
+					" WHERE name = 'header'", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		has_header = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
 	if (rc == SQLITE_OK && !has_col)
 		rc = sqlite3_exec(db, "ALTER TABLE mailbox ADD COLUMN noselect INTEGER NOT NULL DEFAULT 0",
 				  NULL, NULL, NULL);
+	/* Messages stored before the header cache have none: FETCH reads their files. */
+	if (rc == SQLITE_OK && !has_header)
+		rc = sqlite3_exec(db, "ALTER TABLE blob ADD COLUMN header BLOB", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, imap_schema, NULL, NULL, NULL);
 	/* The old per-mailbox flag seeds the subscription list once. */

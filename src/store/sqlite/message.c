@@ -69,50 +69,40 @@ static enum store_err place_blob(struct store_account *a, struct store_blob *b, 
 	return STORE_OK;
 }
 
-static enum store_err deliver_common(struct store_account *a, const char *mailbox,
-				     struct store_blob *b, uint32_t flags, const char *keywords,
-				     int64_t internaldate, uint32_t *uid_r)
+/* Inside the caller's transaction: the index rows of one message whose file is placed. */
+static enum store_err insert_message(struct store_account *a, int64_t mbox,
+				     const struct store_blob *b, const char *id, uint32_t flags,
+				     const char *keywords, int64_t internaldate, uint32_t *uid_r)
 {
-	if (!b->finished)
-		return STORE_INVALID;
-	int64_t mbox;
-	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
-	if (err != STORE_OK)
-		return err;
-	char *id = random_hex(16);
-	char *path = NULL;
-	err = place_blob(a, b, id, &path);
-	if (err != STORE_OK) {
-		free(id);
-		return err;
-	}
-	err = index_begin(a->db);
 	sqlite3_stmt *st = NULL;
 	int64_t uid = 0, modseq = 0;
-	if (err == STORE_OK) {
-		int rc = sqlite3_prepare_v2(a->db,
-			"SELECT uidnext, highestmodseq + 1 FROM mailbox WHERE id = ?", -1, &st, NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_int64(st, 1, mbox);
-			rc = sqlite3_step(st);
-		}
-		if (rc == SQLITE_ROW) {
-			uid = sqlite3_column_int64(st, 0);
-			modseq = sqlite3_column_int64(st, 1);
-		} else
-			err = index_err(a->db, rc, "deliver_uidnext");
-		sqlite3_finalize(st);
+	enum store_err err = STORE_OK;
+	int rc = sqlite3_prepare_v2(a->db, "SELECT uidnext, highestmodseq + 1 FROM mailbox WHERE id = ?",
+				    -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, mbox);
+		rc = sqlite3_step(st);
 	}
+	if (rc == SQLITE_ROW) {
+		uid = sqlite3_column_int64(st, 0);
+		modseq = sqlite3_column_int64(st, 1);
+	} else
+		err = index_err(a->db, rc, "deliver_uidnext");
+	sqlite3_finalize(st);
 	if (err == STORE_OK && uid > UINT32_MAX)
 		err = STORE_LIMIT;
 	int64_t now = (int64_t)time(NULL);
 	if (err == STORE_OK) {
-		int rc = sqlite3_prepare_v2(a->db,
-			"INSERT INTO blob(id, refs, size, parsed) VALUES(?, 1, ?, ?)", -1, &st, NULL);
+		rc = sqlite3_prepare_v2(a->db,
+			"INSERT INTO blob(id, refs, size, parsed, header) VALUES(?, 1, ?, ?, ?)", -1, &st,
+			NULL);
 		if (rc == SQLITE_OK) {
 			sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 			sqlite3_bind_int64(st, 2, (sqlite3_int64)b->size);
 			sqlite3_bind_blob(st, 3, b->parsed.data, (int)b->parsed.len, SQLITE_STATIC);
+			if (b->header.len > 0)
+				sqlite3_bind_blob(st, 4, b->header.data, (int)b->header.len,
+						  SQLITE_STATIC);
 			rc = sqlite3_step(st);
 			sqlite3_finalize(st);
 		}
@@ -142,37 +132,93 @@ static enum store_err deliver_common(struct store_account *a, const char *mailbo
 				"deliver_mailbox", 3, args, NULL);
 	}
 	if (err == STORE_OK)
-		err = index_commit(a->db);
-	else
-		index_rollback(a->db);
-	if (err != STORE_OK)
-		unlink(path);
-	else if (uid_r != NULL)
 		*uid_r = (uint32_t)uid;
-	free(path);
-	free(id);
+	return err;
+}
+
+/* Adds messages to mailbox in one transaction: all or none. keywords[i] is a joined list
+ * or NULL. */
+static enum store_err deliver_all(struct store_account *a, const char *mailbox,
+				  const struct store_append_msg *msgs, char *const *keywords,
+				  size_t n, uint32_t *uids_r)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!msgs[i].blob->finished)
+			return STORE_INVALID;
+	int64_t mbox;
+	enum store_err err = index_mailbox_id(a->db, mailbox, &mbox);
+	if (err != STORE_OK)
+		return err;
+	char **ids = xcalloc(n, sizeof *ids), **paths = xcalloc(n, sizeof *paths);
+	for (size_t i = 0; err == STORE_OK && i < n; i++) {
+		ids[i] = random_hex(16);
+		err = place_blob(a, msgs[i].blob, ids[i], &paths[i]);
+	}
+	bool in_transaction = false;
+	if (err == STORE_OK)
+		in_transaction = (err = index_begin(a->db)) == STORE_OK;
+	for (size_t i = 0; err == STORE_OK && i < n; i++)
+		err = insert_message(a, mbox, msgs[i].blob, ids[i], msgs[i].flags, keywords[i],
+				     msgs[i].internaldate, &uids_r[i]);
+	if (err == STORE_OK)
+		err = index_commit(a->db);
+	else if (in_transaction)
+		index_rollback(a->db);
+	for (size_t i = 0; i < n; i++) {
+		if (err != STORE_OK && paths[i] != NULL)
+			unlink(paths[i]);
+		free(paths[i]);
+		free(ids[i]);
+	}
+	free(paths);
+	free(ids);
 	return err;
 }
 
 enum store_err store_deliver(struct store_account *a, const char *mailbox, struct store_blob *b,
 			     uint32_t flags, int64_t internaldate, uint32_t *uid_r)
 {
-	return deliver_common(a, mailbox, b, flags, NULL, internaldate, uid_r);
+	struct store_append_msg m = {.blob = b, .flags = flags, .internaldate = internaldate};
+	char *kw = NULL;
+	uint32_t uid = 0;
+	enum store_err err = deliver_all(a, mailbox, &m, &kw, 1, &uid);
+	if (err == STORE_OK && uid_r != NULL)
+		*uid_r = uid;
+	return err;
+}
+
+enum store_err store_append_many(struct store_account *a, const char *mailbox,
+				 const struct store_append_msg *msgs, size_t n, uint32_t *uids_r)
+{
+	const char *name = store_mailbox_name(mailbox ? mailbox : "INBOX");
+	if (name == NULL || n == 0)
+		return STORE_INVALID;
+	char **kw = xcalloc(n, sizeof *kw);
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; err == STORE_OK && i < n; i++) {
+		bool ok;
+		kw[i] = keywords_join(msgs[i].keywords, msgs[i].nkw, &ok);
+		if (!ok || (msgs[i].flags & ~(uint32_t)STORE_FLAGS_ALL) != 0)
+			err = STORE_INVALID;
+	}
+	if (err == STORE_OK)
+		err = deliver_all(a, name, msgs, kw, n, uids_r);
+	for (size_t i = 0; i < n; i++)
+		free(kw[i]);
+	free(kw);
+	return err;
 }
 
 enum store_err store_append(struct store_account *a, const char *mailbox, struct store_blob *b,
 			    uint32_t flags, const char *const *keywords, size_t nkw,
 			    int64_t internaldate, uint32_t *uid_r)
 {
-	const char *name = store_mailbox_name(mailbox ? mailbox : "INBOX");
-	if (name == NULL || (flags & ~(uint32_t)STORE_FLAGS_ALL) != 0)
-		return STORE_INVALID;
-	bool ok;
-	char *kw = keywords_join(keywords, nkw, &ok);
-	if (!ok)
-		return STORE_INVALID;
-	enum store_err err = deliver_common(a, name, b, flags, kw, internaldate, uid_r);
-	free(kw);
+	struct store_append_msg m = {.blob = b, .flags = flags, .keywords = keywords, .nkw = nkw,
+				     .internaldate = internaldate};
+	uint32_t uid = 0;
+	enum store_err err = store_append_many(a, mailbox, &m, 1, &uid);
+	if (err == STORE_OK && uid_r != NULL)
+		*uid_r = uid;
 	return err;
 }
 
