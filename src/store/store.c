@@ -332,6 +332,11 @@ void store_watcher_read(struct store_watcher *w, void (*fn)(void *ctx, int wd), 
 	}
 }
 
+void store_account_trim(struct store_account *a)
+{
+	sqlite3_db_release_memory(a->db);
+}
+
 void store_account_close(struct store_account **ap)
 {
 	struct store_account *a = *ap;

@@ -64,6 +64,8 @@ enum store_err store_account_delete(struct store *store, const char *account);
 enum store_err store_account_open(struct store *store, const char *account,
 				  struct store_account **acct_r);
 void store_account_close(struct store_account **acct);
+/* Gives back the memory the account's handle caches (e.g. before a long IDLE). */
+void store_account_trim(struct store_account *acct);
 
 /* --- Writing a message once, then adding it to one or more accounts --- */
 

@@ -120,6 +120,7 @@ void imap_cmd_idle(struct imap *s, const char *tag, const struct imap_arg *args,
 	imap_send(s, "+ idling");
 	if (s->view != NULL)
 		imap_view_sync(s, true);
+	store_account_trim(s->acct); /* an idle session keeps only its view */
 }
 
 void imap_idle_stop(struct imap *s)
