@@ -303,6 +303,13 @@ enum store_err store_msg_parsed_header(struct store_account *acct, const char *m
 				       uint32_t uid, unsigned char **data_r, size_t *len_r,
 				       unsigned char **header_r, size_t *header_len_r);
 
+/* --- IMAP4rev1 \Recent (RFC 3501 §2.3.2) ---
+ * A message is recent for the first session that learns of it. The UIDs [*from_r, *to_r)
+ * are those no session has claimed yet (*to_r is UIDNEXT); with claim, they become the
+ * caller's (SELECT), without, they are only read (EXAMINE, STATUS RECENT). */
+enum store_err store_recent(struct store_account *acct, const char *mailbox, bool claim,
+			    uint32_t *from_r, uint32_t *to_r);
+
 /* --- Changes (IDLE, NOOP, CONDSTORE/QRESYNC) --- */
 
 struct store_change {

@@ -40,6 +40,8 @@ static void select_common(struct imap *s, const char *tag, const struct imap_arg
 		return;
 	}
 	free(name);
+	s->view = v;
+	s->state = IMAP_SELECTED;
 	char **kw = NULL;
 	size_t nkw = 0;
 	store_mailbox_keywords(s->acct, v->name, &kw, &nkw);
@@ -64,7 +66,7 @@ static void select_common(struct imap *s, const char *tag, const struct imap_arg
 		imap_write_mailbox(s, &b, v->name);
 		buf_append_str(&b, "\r\n");
 	} else {
-		buf_append_str(&b, "* 0 RECENT\r\n");
+		buf_printf(&b, "* %zu RECENT\r\n", imap_view_recent_count(s));
 		for (size_t i = 0; i < v->count; i++) {
 			if (!(v->msgs[i].msg.flags & STORE_FLAG_SEEN)) {
 				buf_printf(&b, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
@@ -74,8 +76,6 @@ static void select_common(struct imap *s, const char *tag, const struct imap_arg
 	}
 	imap_send_buf(s, &b);
 	buf_free(&b);
-	s->view = v;
-	s->state = IMAP_SELECTED;
 	imap_tagged_raw(s, tag, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
 			readonly ? "EXAMINE" : "SELECT");
 }

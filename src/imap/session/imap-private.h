@@ -30,7 +30,7 @@ struct imap_view {
 	uint64_t modseq;     /* changes up to this MODSEQ are reflected */
 	struct store_msg_full *msgs;
 	size_t count, cap;
-	uint32_t recent_from; /* IMAP4rev1 \Recent: UIDs from this one arrived in this session */
+	struct imap_seqset recent; /* IMAP4rev1 \Recent: the UIDs this session claimed */
 	/* Expunges seen while EXPUNGE responses were not allowed (during FETCH, STORE, SEARCH):
 	 * the messages stay in msgs until they can be announced. */
 	uint32_t *pending_expunges;
@@ -132,6 +132,7 @@ void imap_view_sync(struct imap *s, bool allow_expunge);
 /* Index in view->msgs of uid, or -1. */
 long imap_view_find(const struct imap_view *v, uint32_t uid);
 bool imap_view_recent(const struct imap *s, const struct store_msg_full *m);
+size_t imap_view_recent_count(const struct imap *s);
 /* Resolves a sequence set argument ("$" included) into ascending indexes into view->msgs.
  * uid: UIDs (missing ones are left out) else sequence numbers (out of range: error). 0, or -1
  * with a static reason for BAD. *idx_r is the caller's to free(). */

@@ -19,23 +19,18 @@ static void search_common(struct imap *s, const char *tag, const struct imap_arg
 			imap_bad(s, tag, "%s", error.reason);
 		return;
 	}
-	struct imap_seqset recent = {0};
-	for (size_t i = 0; i < v->count; i++)
-		if (imap_view_recent(s, &v->msgs[i]))
-			imap_seqset_add(&recent, v->msgs[i].msg.uid, v->msgs[i].msg.uid);
 	struct imap_search_ctx ctx = {
 		.acct = s->acct,
 		.mailbox = v->name,
 		.msgs = v->msgs,
 		.count = v->count,
 		.saved = v->have_saved ? &v->saved : NULL,
-		.recent = recent.count ? &recent : NULL,
+		.recent = !s->rev2 && v->recent.count ? &v->recent : NULL,
 	};
 	struct imap_search_result result = {0};
 	store_read_batch_begin(s->acct);
 	enum store_err err = imap_search_run(q, &ctx, &result);
 	store_read_batch_end(s->acct);
-	imap_seqset_free(&recent);
 	bool save = q->ret & IMAP_SEARCH_RET_SAVE;
 	if (err != STORE_OK) {
 		if (save) {

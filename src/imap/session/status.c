@@ -57,8 +57,12 @@ enum store_err imap_status_write(struct imap *s, const char *name, unsigned item
 	enum store_err err = store_mailbox_info(s->acct, name, &info);
 	if (err != STORE_OK)
 		return err;
-	uint64_t unseen = 0, deleted = 0, size = 0;
-	if (items & (ST_UNSEEN | ST_DELETED | ST_SIZE)) {
+	uint64_t unseen = 0, deleted = 0, size = 0, recent = 0;
+	uint32_t recent_from = UINT32_MAX, recent_to = 0;
+	if ((items & ST_RECENT) &&
+	    (err = store_recent(s->acct, name, false, &recent_from, &recent_to)) != STORE_OK)
+		return err;
+	if (items & (ST_UNSEEN | ST_DELETED | ST_SIZE | ST_RECENT)) {
 		struct store_msg *msgs = NULL;
 		size_t n = 0;
 		err = store_mailbox_messages(s->acct, name, &msgs, &n);
@@ -68,6 +72,7 @@ enum store_err imap_status_write(struct imap *s, const char *name, unsigned item
 			unseen += !(msgs[i].flags & STORE_FLAG_SEEN);
 			deleted += (msgs[i].flags & STORE_FLAG_DELETED) != 0;
 			size += msgs[i].size;
+			recent += msgs[i].uid >= recent_from;
 		}
 		free(msgs);
 	}
@@ -86,7 +91,7 @@ enum store_err imap_status_write(struct imap *s, const char *name, unsigned item
 				 : bit == ST_DELETED     ? deleted
 				 : bit == ST_SIZE        ? size
 				 : bit == ST_APPENDLIMIT ? conn_config(s->c)->max_message_size
-							 : 0; /* \Recent: none outside a session */
+							 : recent;
 		buf_printf(out, "%s%s %llu", out->len > start ? " " : "", status_items[j].name,
 			   (unsigned long long)value);
 	}

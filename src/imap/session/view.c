@@ -8,6 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* IMAP4rev1 sessions take the messages no session has seen yet as their \Recent ones
+ * (EXAMINE only looks). */
+static void claim_recent(struct imap *s, struct imap_view *v)
+{
+	uint32_t from = 0, to = 0;
+	if (!s->rev2 && store_recent(s->acct, v->name, !v->readonly, &from, &to) == STORE_OK &&
+	    from < to)
+		imap_seqset_add(&v->recent, from, to - 1);
+}
+
 enum store_err imap_view_open(struct imap *s, const char *name, bool readonly,
 			      struct imap_view **view_r)
 {
@@ -31,8 +41,8 @@ enum store_err imap_view_open(struct imap *s, const char *name, bool readonly,
 	if (v->count > 0 && v->msgs[v->count - 1].msg.uid >= v->uidnext)
 		v->uidnext = v->msgs[v->count - 1].msg.uid + 1;
 	v->modseq = info.highestmodseq;
-	v->recent_from = v->uidnext;
 	*view_r = v;
+	claim_recent(s, v);
 	return STORE_OK;
 }
 
@@ -44,6 +54,7 @@ void imap_view_free(struct imap_view **vp)
 	store_msgs_full_free(v->msgs, v->count);
 	free(v->pending_expunges);
 	imap_seqset_free(&v->saved);
+	imap_seqset_free(&v->recent);
 	free(v->name);
 	free(v);
 	*vp = NULL;
@@ -67,14 +78,14 @@ long imap_view_find(const struct imap_view *v, uint32_t uid)
 
 bool imap_view_recent(const struct imap *s, const struct store_msg_full *m)
 {
-	return !s->rev2 && m->msg.uid >= s->view->recent_from;
+	return !s->rev2 && imap_seqset_contains(&s->view->recent, m->msg.uid, 0);
 }
 
-static size_t recent_count(const struct imap *s)
+size_t imap_view_recent_count(const struct imap *s)
 {
 	size_t n = 0;
-	for (size_t i = s->view->count; i > 0 && imap_view_recent(s, &s->view->msgs[i - 1]); i--)
-		n++;
+	for (size_t i = 0; s->view->recent.count > 0 && i < s->view->count; i++)
+		n += imap_view_recent(s, &s->view->msgs[i]);
 	return n;
 }
 
@@ -186,8 +197,10 @@ void imap_view_sync(struct imap *s, bool allow_expunge)
 		v->count += nfresh;
 		free(fresh); /* the keywords moved into v->msgs */
 		buf_printf(&out, "* %zu EXISTS\r\n", v->count);
-		if (!s->rev2)
-			buf_printf(&out, "* %zu RECENT\r\n", recent_count(s));
+		if (!s->rev2) {
+			claim_recent(s, v);
+			buf_printf(&out, "* %zu RECENT\r\n", imap_view_recent_count(s));
+		}
 		uint32_t top = v->msgs[v->count - 1].msg.uid;
 		if (top >= v->uidnext)
 			v->uidnext = top + 1;

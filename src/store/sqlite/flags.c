@@ -361,3 +361,48 @@ enum store_err store_msg_parsed(struct store_account *a, const char *mailbox, ui
 {
 	return store_msg_parsed_header(a, mailbox, uid, data_r, len_r, NULL, NULL);
 }
+
+static enum store_err recent_range(sqlite3 *db, int64_t mbox, int64_t *from_r, int64_t *to_r)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "SELECT recent_uid, uidnext FROM mailbox WHERE id = ?", -1,
+				    &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, mbox);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			*to_r = sqlite3_column_int64(st, 1);
+			int64_t from = sqlite3_column_int64(st, 0);
+			*from_r = from < *to_r ? from : *to_r;
+		}
+		sqlite3_finalize(st);
+	}
+	return rc == SQLITE_ROW ? STORE_OK : index_err(db, rc, "recent");
+}
+
+enum store_err store_recent(struct store_account *a, const char *mailbox, bool claim,
+			    uint32_t *from_r, uint32_t *to_r)
+{
+	int64_t mbox, from = 0, to = 0;
+	enum store_err err = mailbox_id(a, mailbox, &mbox);
+	if (err == STORE_OK)
+		err = recent_range(a->db, mbox, &from, &to);
+	/* Only a claim of something writes (and so wakes the account's watchers). */
+	if (err == STORE_OK && claim && from < to && (err = index_begin(a->db)) == STORE_OK) {
+		err = recent_range(a->db, mbox, &from, &to); /* again, under the write lock */
+		if (err == STORE_OK && from < to) {
+			sqlite3_int64 args[] = {to, mbox};
+			err = index_exec(a->db, "UPDATE mailbox SET recent_uid = ? WHERE id = ?",
+					 "recent", 2, args, NULL);
+		}
+		if (err == STORE_OK)
+			err = index_commit(a->db);
+		else
+			index_rollback(a->db);
+	}
+	if (err == STORE_OK) {
+		*from_r = (uint32_t)from;
+		*to_r = (uint32_t)to;
+	}
+	return err;
+}

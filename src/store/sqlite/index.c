@@ -87,8 +87,8 @@ enum store_err index_open(const char *dir, bool create, sqlite3 **db_r)
 	return STORE_OK;
 }
 
-/* Tables and columns added for IMAP (mailbox.noselect, blob.header, subscription,
- * expunged). */
+/* Tables and columns added for IMAP (mailbox.noselect, mailbox.recent_uid, blob.header,
+ * subscription, expunged). */
 static const char imap_schema[] =
 	"CREATE TABLE IF NOT EXISTS subscription(name TEXT PRIMARY KEY) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS expunged("
@@ -103,7 +103,8 @@ static int imap_schema_present(sqlite3 *db)
 	int rc = sqlite3_prepare_v2(db,
 		"SELECT (SELECT count(*) FROM sqlite_master WHERE name IN ('subscription', 'expunged'))"
 		" + (SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'noselect')"
-		" + (SELECT count(*) FROM pragma_table_info('blob') WHERE name = 'header')",
+		" + (SELECT count(*) FROM pragma_table_info('blob') WHERE name = 'header')"
+		" + (SELECT count(*) FROM pragma_table_info('mailbox') WHERE name = 'recent_uid')",
 		-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		return -1;
@@ -116,7 +117,7 @@ static int imap_schema_present(sqlite3 *db)
 
 enum store_err index_imap_ensure(sqlite3 *db)
 {
-	if (imap_schema_present(db) == 4)
+	if (imap_schema_present(db) == 5)
 		return STORE_OK;
 	enum store_err err = index_begin(db);
 	if (err != STORE_OK)
@@ -148,6 +149,16 @@ enum store_err index_imap_ensure(sqlite3 *db)
 	/* Messages stored before the header cache have none: FETCH reads their files. */
 	if (rc == SQLITE_OK && !has_header)
 		rc = sqlite3_exec(db, "ALTER TABLE blob ADD COLUMN header BLOB", NULL, NULL, NULL);
+	int has_recent = 0;
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('mailbox')"
+					" WHERE name = 'recent_uid'", -1, &st, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		has_recent = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_OK && !has_recent)
+		rc = sqlite3_exec(db, "ALTER TABLE mailbox ADD COLUMN recent_uid INTEGER NOT NULL"
+				  " DEFAULT 1", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, imap_schema, NULL, NULL, NULL);
 	/* The old per-mailbox flag seeds the subscription list once. */
