@@ -14,6 +14,8 @@ struct login_job {
 	char *password;
 	char *account;
 	int verify;
+	bool pipelined;  /* commands after the login were already received */
+	bool peer_gone;  /* the client left before its password was checked */
 	enum login_result result;
 	login_done_fn *done;
 	void *sess;
@@ -51,6 +53,12 @@ static void finish(void *arg)
 static void verify_on_job_thread(void *arg)
 {
 	struct login_job *j = arg;
+	/* Clients that sent a login and hung up must not keep the others waiting behind
+	 * password hashes nobody will read (the connection is paused, so it cannot notice). */
+	if (!j->pipelined && conn_peer_gone(j->c)) {
+		j->peer_gone = true;
+		return;
+	}
 	j->verify = auth_verify(j->app->auth, j->user, j->password, &j->account);
 }
 
@@ -58,6 +66,12 @@ static void verified(void *arg)
 {
 	struct login_job *j = arg;
 	const struct config *cfg = conn_config(j->c);
+	if (j->peer_gone) {
+		conn_close(j->c);
+		j->result = LOGIN_FAILED;
+		finish(j);
+		return;
+	}
 	if (j->verify == 1) {
 		j->result = LOGIN_OK;
 		ratelimit_clear(j->app->auth_fail_user, j->user);
@@ -89,6 +103,7 @@ void login_start(struct conn *c, struct app *app, const char *user, const char *
 	j->password = xstrdup(password);
 	j->done = done;
 	j->sess = sess;
+	j->pipelined = conn_input(c)->len > 0;
 	conn_ref(c);
 	conn_pause(c);
 	uint32_t max = conn_config(c)->auth_max_failures;

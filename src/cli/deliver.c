@@ -17,7 +17,6 @@
 static int read_message(struct store_blob *blob, uint64_t max_size)
 {
 	unsigned char chunk[65536];
-	struct crlf_state crlf = {0};
 	bool first = true;
 	uint64_t total = 0;
 	ssize_t n;
@@ -36,12 +35,12 @@ static int read_message(struct store_blob *blob, uint64_t max_size)
 		total += len;
 		if (total > max_size)
 			return EX_DATAERR;
-		if (delivery_write_crlf(blob, p, len, &crlf) != STORE_OK)
+		if (store_blob_write_lines(blob, p, len) != STORE_OK)
 			return EX_TEMPFAIL;
 	}
 	if (n < 0)
 		return EX_IOERR;
-	return delivery_finish_crlf(blob, &crlf) == STORE_OK ? EX_OK : EX_TEMPFAIL;
+	return EX_OK; /* a CR held back at the end is written by store_blob_finish */
 }
 
 int cmd_deliver(int argc, char **argv)

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -42,6 +43,9 @@ static void free_now(struct conn *c)
 		c->next->prev = c->prev;
 	w->nconns--;
 	server_conn_release(w->server, c->ip);
+	/* glibc keeps freed memory in its arenas: give it back when a worker goes quiet. */
+	if (w->nconns == 0)
+		malloc_trim(0);
 	log_info("sess=%08x proto=%s ip=%s user=\"%s\" event=disconnect dur_ms=%llu", c->id,
 		 c->proto->name, c->peer, c->user ? c->user : "",
 		 (unsigned long long)(ev_now_ms() - c->started_ms));
@@ -82,6 +86,14 @@ void conn_unref(struct conn *c)
 {
 	if (--c->refs == 0 && c->dead)
 		ev_defer(c->w->loop, deferred_free, c);
+}
+
+bool conn_peer_gone(const struct conn *c)
+{
+	char byte;
+	ssize_t n = recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	/* 0: an orderly close; an error other than "nothing yet": reset. */
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
 bool conn_closed(const struct conn *c)

@@ -81,5 +81,9 @@ void *conn_app(const struct conn *c);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
 bool conn_closed(const struct conn *c);
+/* The client has closed its side and nothing it sent is left unread in the socket. Looks only
+ * at the socket (never at TLS state), so a job thread may ask while the connection is
+ * paused. */
+bool conn_peer_gone(const struct conn *c);
 
 #endif

@@ -20,7 +20,7 @@ static void write_data(struct smtp *s, const unsigned char *p, size_t len)
 		return;
 	}
 	if (!s->data_too_big)
-		s->data_err = delivery_write_crlf(s->blob, p, len, &s->crlf);
+		s->data_err = store_blob_write_lines(s->blob, p, len);
 }
 
 static void received_header(struct smtp *s, struct buf *b)
@@ -65,7 +65,6 @@ void smtp_cmd_data(struct smtp *s, char *args)
 	s->data_size = 0;
 	s->data_too_big = false;
 	unstuff_init(&s->unstuff);
-	s->crlf = (struct crlf_state){0};
 	s->in_data = true;
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
@@ -176,8 +175,6 @@ static void end_of_data(struct smtp *s)
 	j->lmtp = s->lmtp;
 	j->size = s->data_size;
 	j->err = s->data_err;
-	if (j->err == STORE_OK)
-		j->err = delivery_finish_crlf(s->blob, &s->crlf);
 	j->blob = s->blob;
 	j->rcpts = s->rcpts;
 	j->nrcpts = s->nrcpts;

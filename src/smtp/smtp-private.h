@@ -36,7 +36,6 @@ struct smtp {
 	uint64_t data_size;
 	bool data_too_big;
 	struct unstuff unstuff;
-	struct crlf_state crlf;
 };
 
 void smtp_reply(struct smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -92,13 +92,52 @@ enum store_err store_blob_write(struct store_blob *b, const void *data, size_t l
 	return STORE_OK;
 }
 
+enum store_err store_blob_write_lines(struct store_blob *b, const void *data, size_t len)
+{
+	static const unsigned char crlf[2] = {'\r', '\n'};
+	const unsigned char *p = data;
+	size_t start = 0;
+	enum store_err err = STORE_OK;
+	for (size_t i = 0; i < len && err == STORE_OK; i++) {
+		unsigned char c = p[i];
+		if (b->pending_cr) {
+			/* The CR before this byte was held back: CRLF or a bare CR, both become CRLF. */
+			b->pending_cr = false;
+			err = store_blob_write(b, crlf, 2);
+			start = i + (c == '\n');
+			if (c == '\n')
+				continue;
+		}
+		if (c == '\r') {
+			err = store_blob_write(b, p + start, i - start);
+			b->pending_cr = true;
+			start = i + 1;
+		} else if (c == '\n') {
+			if (err == STORE_OK)
+				err = store_blob_write(b, p + start, i - start);
+			if (err == STORE_OK)
+				err = store_blob_write(b, crlf, 2);
+			start = i + 1;
+		}
+	}
+	if (err == STORE_OK && start < len)
+		err = store_blob_write(b, p + start, len - start);
+	return err;
+}
+
 enum store_err store_blob_finish(struct store_blob *b)
 {
 	if (b->finished)
 		return STORE_OK;
 	if (b->fd < 0)
 		return STORE_INVALID;
-	enum store_err err = flush_pending(b);
+	enum store_err err = STORE_OK;
+	if (b->pending_cr) {
+		b->pending_cr = false;
+		err = store_blob_write(b, "\r\n", 2);
+	}
+	if (err == STORE_OK)
+		err = flush_pending(b);
 	buf_free(&b->wbuf);
 	if (err != STORE_OK)
 		return err;

@@ -35,6 +35,7 @@ struct store_blob {
 	int fd;
 	uint64_t size;
 	unsigned char last2[2]; /* the final two octets, to know if the message ends in CRLF */
+	bool pending_cr;            /* store_blob_write_lines: a CR held back */
 	bool finished;
 	struct buf wbuf;            /* written data not yet passed to write(2) */
 	enum store_err write_err;   /* the first write error (sticky) */

@@ -72,6 +72,10 @@ void store_account_trim(struct store_account *acct);
 /* A blob is a message being received: a temp file in the spool. */
 enum store_err store_blob_begin(struct store *store, struct store_blob **blob_r);
 enum store_err store_blob_write(struct store_blob *blob, const void *data, size_t len);
+/* The same with line endings normalised: every bare LF and bare CR becomes CRLF, so POP3 and
+ * IMAP send proper lines and every size is that of what is sent (SMTP, LMTP, `sarn deliver`,
+ * IMAP APPEND). Works across calls in any chunking. */
+enum store_err store_blob_write_lines(struct store_blob *blob, const void *data, size_t len);
 /* fsyncs the file; after this the blob can be delivered. */
 enum store_err store_blob_finish(struct store_blob *blob);
 uint64_t store_blob_size(const struct store_blob *blob);

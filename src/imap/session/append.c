@@ -1,6 +1,7 @@
 /* APPEND with MULTIAPPEND (RFC 3502) and UIDPLUS APPENDUID (RFC 4315). Message literals larger
  * than IMAP_LITERAL_STREAM_THRESHOLD go straight from the parser into spool blobs, so an
- * upload of any size passes through fixed buffers. */
+ * upload of any size passes through fixed buffers. Line endings are made CRLF as for mail
+ * that arrives by SMTP, except in a literal8 (BINARY, RFC 3516), whose bytes are data. */
 #include "imap/session/imap-private.h"
 
 #include "core/log.h"
@@ -20,6 +21,7 @@ struct imap_append {
 	struct store_blob **done;  /* received literals, in order */
 	size_t ndone, next;
 	uint64_t total;            /* bytes of the received literals */
+	bool binary;               /* the current literal is a literal8: stored as it is */
 	bool failed;               /* writing a blob failed */
 };
 
@@ -50,11 +52,13 @@ static int sink(void *ctx, enum imap_literal_event ev, const struct imap_literal
 		    (a->ndone > 0 && a->total + info->size > APPEND_MAX_TOTAL))
 			return -1;
 		a->total += info->size;
+		a->binary = info->literal8;
 		if (store_blob_begin(s->app->store, &a->cur) != STORE_OK)
 			return -1;
 		return 0;
 	case IMAP_LITERAL_DATA:
-		if (store_blob_write(a->cur, data, len) != STORE_OK)
+		if ((a->binary ? store_blob_write(a->cur, data, len)
+			       : store_blob_write_lines(a->cur, data, len)) != STORE_OK)
 			a->failed = true;
 		return 0;
 	case IMAP_LITERAL_END:
@@ -144,7 +148,8 @@ static enum store_err message_blob(struct imap *s, const struct imap_arg *data,
 	}
 	enum store_err err = store_blob_begin(s->app->store, blob_r);
 	if (err == STORE_OK)
-		err = store_blob_write(*blob_r, data->data, data->len);
+		err = data->literal8 ? store_blob_write(*blob_r, data->data, data->len)
+				     : store_blob_write_lines(*blob_r, data->data, data->len);
 	if (err == STORE_OK)
 		err = store_blob_finish(*blob_r);
 	if (err != STORE_OK)
