@@ -2,7 +2,7 @@
 BUILD ?= build
 PYTEST = /usr/bin/python3 -m pytest
 
-.PHONY: all deps test-deps build run test unit proto asan fuzz clean
+.PHONY: all deps test-deps build run test unit proto reliability asan fuzz clean
 
 all: build
 
@@ -24,6 +24,11 @@ unit: build
 
 proto: build
 	SARN_BIN=$(CURDIR)/$(BUILD)/sarn SARN_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q -p no:cacheprovider tests/proto tests/interop
+
+# Fault and load suites: SIGKILL under mixed load, a full disk, vanishing and stalled clients,
+# thousands of connections (docs/RELIABILITY.md). Needs root for the tmpfs of the disk-full test.
+reliability: build
+	SARN_BIN=$(CURDIR)/$(BUILD)/sarn SARN_BUILD=$(CURDIR)/$(BUILD) $(PYTEST) -q -p no:cacheprovider tests/reliability
 
 test: test-deps build unit proto
 
