@@ -243,6 +243,7 @@ submissions =
 [limits]
 auth_fail_delay_ms = 0
 max_connections_per_ip = 1000
+max_connections_per_user = 1000
 """)
 
     def version(self):
