@@ -415,6 +415,7 @@ submissions =
 auth_fail_delay_ms = 0
 ; default 200: the memory step opens 200 sessions plus the ones of the login step
 max_connections_per_ip = 1000
+max_connections_per_user = 1000
 """)
 
     def version(self):
