@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "imap/fetch/fetch-private.h"
+#include "imap/flags.h"
 #include "imap/quote.h"
 
 enum phase {
@@ -199,29 +200,8 @@ static int read_at(struct imap_fetch_cursor *c, unsigned char *dst, size_t len, 
 
 static void write_flags(struct imap_fetch_cursor *c, struct buf *b)
 {
-	static const struct {
-		uint32_t bit;
-		const char *name;
-	} sys[] = {
-		{STORE_FLAG_ANSWERED, "\\Answered"}, {STORE_FLAG_FLAGGED, "\\Flagged"},
-		{STORE_FLAG_DELETED, "\\Deleted"},   {STORE_FLAG_SEEN, "\\Seen"},
-		{STORE_FLAG_DRAFT, "\\Draft"},
-	};
-	bool first = true;
-	buf_append_str(b, "FLAGS (");
-	for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
-		if (c->msg.msg.flags & sys[i].bit) {
-			buf_printf(b, "%s%s", first ? "" : " ", sys[i].name);
-			first = false;
-		}
-	}
-	if (c->flags & IMAP_FETCH_RECENT) {
-		buf_printf(b, "%s\\Recent", first ? "" : " ");
-		first = false;
-	}
-	if (c->msg.keywords != NULL && *c->msg.keywords != '\0')
-		buf_printf(b, "%s%s", first ? "" : " ", c->msg.keywords);
-	buf_append(b, ")", 1);
+	buf_append_str(b, "FLAGS ");
+	imap_format_flags(b, c->msg.msg.flags, c->msg.keywords, c->flags & IMAP_FETCH_RECENT);
 }
 
 static void write_date(int64_t when, struct buf *b)

@@ -94,30 +94,6 @@ int imap_parse_flags(const struct imap_arg *arg, size_t nargs, uint32_t *flags_r
 	return 0;
 }
 
-void imap_format_flags(struct buf *out, uint32_t flags, const char *keywords, bool recent)
-{
-	size_t start = out->len;
-	buf_append_str(out, "(");
-	for (size_t j = 0; j < sizeof system_flags / sizeof system_flags[0]; j++) {
-		if (!(flags & system_flags[j].flag))
-			continue;
-		if (out->len > start + 1)
-			buf_append_str(out, " ");
-		buf_append_str(out, system_flags[j].name);
-	}
-	if (keywords != NULL && keywords[0] != '\0') {
-		if (out->len > start + 1)
-			buf_append_str(out, " ");
-		buf_append_str(out, keywords);
-	}
-	if (recent) {
-		if (out->len > start + 1)
-			buf_append_str(out, " ");
-		buf_append_str(out, "\\Recent");
-	}
-	buf_append_str(out, ")");
-}
-
 static int two_digits(const char *p)
 {
 	if (p[0] < '0' || p[0] > '9' || p[1] < '0' || p[1] > '9')

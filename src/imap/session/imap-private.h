@@ -5,6 +5,7 @@
 #include "app.h"
 #include "core/buf.h"
 #include "core/ev.h"
+#include "imap/flags.h"
 #include "imap/parser.h"
 #include "imap/seqset.h"
 #include "imap/session/imap.h"
@@ -114,8 +115,6 @@ void imap_write_mailbox(struct imap *s, struct buf *out, const char *name);
  * -1 with a reason on a bad flag. */
 int imap_parse_flags(const struct imap_arg *arg, size_t nargs, uint32_t *flags_r,
 		     const char **kw, size_t max, size_t *nkw_r, const char **error_r);
-/* "(\Seen \Flagged kw)" */
-void imap_format_flags(struct buf *out, uint32_t flags, const char *keywords, bool recent);
 /* LIST wildcards (RFC 9051 §6.3.9): "*" matches anything, "%" anything but "/". */
 bool imap_list_match(const char *pattern, const char *name);
 /* RFC 9051 date-time "dd-Mon-yyyy hh:mm:ss +zzzz" to Unix time; -1 if malformed. */

@@ -292,7 +292,7 @@ static void test_simple_items(void **state)
 			 STORE_OK);
 	store_flag_results_free(res, nres);
 	expect(f, "FLAGS", uid, IMAP_FETCH_RECENT,
-	       "* 1 FETCH (FLAGS (\\Answered \\Seen \\Recent $Label1))\r\n");
+	       "* 1 FETCH (FLAGS (\\Answered \\Seen $Label1 \\Recent))\r\n");
 
 	/* UID FETCH: UID first when not asked for, in place when asked for */
 	want = xasprintf("* 1 FETCH (UID %u RFC822.SIZE %zu)\r\n", uid, strlen(MULTI));
