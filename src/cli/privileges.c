@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700
 #include "cli/cli.h"
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -11,6 +12,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,7 +35,6 @@ int cli_become_user(const struct config *cfg)
 {
 	if (cfg->run_user == NULL || geteuid() != 0)
 		return 0;
-	errno = 0;
 	struct passwd *pw = getpwnam(cfg->run_user);
 	if (pw == NULL) {
 		fprintf(stderr, "sarn: [server] user: no such user \"%s\"\n", cfg->run_user);
@@ -51,16 +52,22 @@ int cli_become_user(const struct config *cfg)
 		fprintf(stderr, "sarn: cannot create %s\n", cfg->data_dir);
 		return -1;
 	}
+	owner_uid = pw->pw_uid;
+	owner_gid = pw->pw_gid;
+	chown_failures = 0;
 	if (st.st_uid != pw->pw_uid) {
-		owner_uid = pw->pw_uid;
-		owner_gid = pw->pw_gid;
-		chown_failures = 0;
 		nftw(cfg->data_dir, give, 32, FTW_PHYS);
-		if (chown_failures > 0) {
-			fprintf(stderr, "sarn: cannot give %d files in %s to %s\n", chown_failures,
-				cfg->data_dir, cfg->run_user);
-			return -1;
-		}
+	} else {
+		/* A certificate generated just now, as root (serve reads it before switching). */
+		char *tls = xasprintf("%s/tls", cfg->data_dir);
+		if (access(tls, F_OK) == 0)
+			nftw(tls, give, 8, FTW_PHYS);
+		free(tls);
+	}
+	if (chown_failures > 0) {
+		fprintf(stderr, "sarn: cannot give %d files in %s to %s\n", chown_failures,
+			cfg->data_dir, cfg->run_user);
+		return -1;
 	}
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		fprintf(stderr, "sarn: cannot switch to user %s: %s\n", cfg->run_user,

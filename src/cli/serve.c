@@ -122,31 +122,32 @@ int cmd_serve(int argc, char **argv)
 	struct server *server = NULL;
 	char *err = NULL;
 	int rc = 1;
-	/* Bind first (ports below 1024 need root), then become the configured user before any
-	 * file of the store is opened or made, so every file belongs to that user. No connection
-	 * is accepted before server_run. */
+	/* Bind first (ports below 1024 need root) and read the certificate (its key is often
+	 * root's), then become the configured user before any file of the store is opened or
+	 * made, so every file belongs to that user. No connection is accepted before
+	 * server_run. */
 	struct server_params params = {.cfg = &cfg, .app = &app};
 	fill_protocols(&params);
 	if (server_start(&params, &server, &err) < 0) {
 		fprintf(stderr, "sarn: %s\n", err);
 		goto out;
 	}
-	if (cli_become_user(&cfg) < 0)
-		goto out;
 	if (mkdir_p(cfg.data_dir, 0700) < 0) {
 		fprintf(stderr, "sarn: cannot create %s\n", cfg.data_dir);
 		goto out;
 	}
+	if (tls_load(&cfg, &err) < 0) {
+		fprintf(stderr, "sarn: tls: %s\n", err);
+		goto out;
+	}
+	if (cli_become_user(&cfg) < 0)
+		goto out;
 	if (store_open(cfg.data_dir, &app.store) != STORE_OK ||
 	    auth_db_open(cfg.data_dir, &app.auth) < 0) {
 		fprintf(stderr, "sarn: cannot open the store in %s\n", cfg.data_dir);
 		goto out;
 	}
 	store_recover(app.store);
-	if (tls_load(&cfg, &err) < 0) {
-		fprintf(stderr, "sarn: tls: %s\n", err);
-		goto out;
-	}
 	app.jobs = workq_new(cfg.auth_threads);
 	app.deliveries = workq_new(cfg.delivery_threads);
 	app.auth_fail_ip = ratelimit_new(600);
