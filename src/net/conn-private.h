@@ -40,6 +40,7 @@ struct conn {
 	bool in_input;        /* proto->input is on the stack */
 	bool producing;       /* proto->drain has more output to give */
 	bool yield_pending;   /* conn_yield: input processing resumes at the next loop round */
+	bool free_scheduled;  /* deferred_free is queued */
 	int paused;
 	int refs;
 	struct conn *prev, *next;

@@ -58,8 +58,18 @@ static void free_now(struct conn *c)
 static void deferred_free(void *arg)
 {
 	struct conn *c = arg;
+	c->free_scheduled = false;
 	if (c->refs == 0)
 		free_now(c);
+}
+
+/* Once, however many of conn_kill and the last conn_unref happen in one loop round. */
+static void schedule_free(struct conn *c)
+{
+	if (c->free_scheduled)
+		return;
+	c->free_scheduled = true;
+	ev_defer(c->w->loop, deferred_free, c);
 }
 
 /* Marks the connection dead: no more I/O, freed once nothing refers to it. */
@@ -74,7 +84,8 @@ static void conn_kill(struct conn *c)
 	if (c->sess != NULL && c->proto->close != NULL)
 		c->proto->close(c->sess);
 	c->sess = NULL;
-	ev_defer(c->w->loop, deferred_free, c);
+	if (c->refs == 0)
+		schedule_free(c);
 }
 
 void conn_ref(struct conn *c)
@@ -85,7 +96,7 @@ void conn_ref(struct conn *c)
 void conn_unref(struct conn *c)
 {
 	if (--c->refs == 0 && c->dead)
-		ev_defer(c->w->loop, deferred_free, c);
+		schedule_free(c);
 }
 
 bool conn_peer_gone(const struct conn *c)
