@@ -46,7 +46,7 @@ struct imap_fetch_plan {
 };
 
 const char *fetch_kind_name(enum fetch_kind kind);
-/* Appends the item's name as the response gives it (with "<o>" for a partial BODY). */
+/* Appends the item's name as the response gives it (with "<o>" for a partial BODY or BINARY). */
 void fetch_item_name(const struct fetch_item *it, struct buf *out);
 
 #endif

@@ -15,7 +15,8 @@
  *     request did not name it.
  *   - BODY[...] data is a literal "{n}"; a NUL byte in it is sent as 0x80 (NUL cannot be in an
  *     IMAP literal; Dovecot does the same), so RFC822.SIZE equals what BODY[] sends.
- *   - BODY[...]<o.n> is answered as "BODY[...]<o>". A section that does not exist gives "".
+ *   - BODY[...]<o.n> and BINARY[...]<o.n> are answered as "BODY[...]<o>", "BINARY[...]<o>".
+ *     A section that does not exist gives "".
  *   - BINARY[...] is transfer-decoded; "~{n}" (literal8) when the data sent holds a NUL, else
  *     "{n}". BINARY[] (no part) is the raw message. A part that does not exist gives NIL, and
  *     BINARY.SIZE of it 0.

@@ -432,7 +432,9 @@ void fetch_item_name(const struct fetch_item *it, struct buf *out)
 		return;
 	}
 	buf_append_str(out, it->name);
-	if (it->partial && it->kind == FETCH_SECTION)
+	/* BINARY too: RFC 3516 §4.2 and RFC 9051 §7.5.2 say "BINARY[...]<<number>>" (their
+	 * ABNF leaves it out; erratum 7246), and it lets a client match the request. */
+	if (it->partial && (it->kind == FETCH_SECTION || it->kind == FETCH_BINARY))
 		buf_printf(out, "<%llu>", (unsigned long long)it->p_off);
 }
 

@@ -203,7 +203,7 @@ static void test_plan_parse(void **state)
 		   "FLAGS BODY[1.HEADER.FIELDS.NOT (X-A X-B)]<0> UID", false);
 	check_plan("(BINARY.PEEK[1] BINARY.SIZE[2] MODSEQ)", "BINARY[1] BINARY.SIZE[2] MODSEQ",
 		   false);
-	check_plan("BINARY[]<0.5>", "BINARY[]", true);
+	check_plan("BINARY[]<0.5>", "BINARY[]<0>", true);
 	check_plan("RFC822.HEADER", "RFC822.HEADER", false);
 	check_plan("RFC822.TEXT", "RFC822.TEXT", true);
 	check_plan("RFC822", "RFC822", true);
@@ -392,7 +392,7 @@ static void test_binary(void **state)
 	uint32_t uid = deliver(f, MULTI, strlen(MULTI), 0, 0);
 	expect(f, "BINARY.PEEK[1.2]", uid, 0,
 	       "* 1 FETCH (BINARY[1.2] {17}\r\n<p>caf\xc3\xa9 = ok</p>)\r\n");
-	expect(f, "BINARY.PEEK[1.2]<3.5>", uid, 0, "* 1 FETCH (BINARY[1.2] {5}\r\ncaf\xc3\xa9)\r\n");
+	expect(f, "BINARY.PEEK[1.2]<3.5>", uid, 0, "* 1 FETCH (BINARY[1.2]<3> {5}\r\ncaf\xc3\xa9)\r\n");
 	expect(f, "(BINARY.SIZE[1.2] BINARY.SIZE[2] BINARY.SIZE[9])", uid, 0,
 	       "* 1 FETCH (BINARY.SIZE[1.2] 17 BINARY.SIZE[2] 5 BINARY.SIZE[9] 0)\r\n");
 	size_t len = 0;
@@ -403,7 +403,7 @@ static void test_binary(void **state)
 	free(got);
 	/* a slice without the NUL is a plain literal */
 	got = fetch(f, "BINARY[2]<1.3>", uid, 0, &len);
-	const char want2[] = "* 1 FETCH (BINARY[2] {3}\r\n\1\2\3)\r\n";
+	const char want2[] = "* 1 FETCH (BINARY[2]<1> {3}\r\n\1\2\3)\r\n";
 	assert_int_equal(len, sizeof want2 - 1);
 	assert_memory_equal(got, want2, len);
 	free(got);
