@@ -240,7 +240,7 @@ static void sasl_step(struct imap *s, enum imap_sasl_step step, const char *resp
 	}
 	char *value = sasl_login_decode(resp, strlen(resp));
 	if (value == NULL) {
-		imap_bad(s, tag, "[AUTHENTICATIONFAILED] Invalid base64 in SASL LOGIN response");
+		imap_bad(s, tag, "Invalid base64 in the SASL LOGIN response");
 	} else if (step == IMAP_SASL_LOGIN_PASS) {
 		start_login(s, tag, s->sasl_user, value);
 		OPENSSL_cleanse(value, strlen(value));
