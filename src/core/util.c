@@ -3,6 +3,7 @@
 #include "core/buf.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -168,4 +169,20 @@ char *random_hex(size_t nbytes)
 	}
 	out[2 * nbytes] = '\0';
 	return out;
+}
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SARN_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SARN_ASAN 1
+#endif
+
+void release_free_memory(void)
+{
+#ifndef SARN_ASAN
+	malloc_trim(0);
+#endif
 }

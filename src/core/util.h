@@ -28,6 +28,9 @@ int write_full(int fd, const void *buf, size_t len);
 int fsync_parent_dir(const char *path);
 /* Creates dir and its parents with the given mode; 0 ok, -1 error. */
 int mkdir_p(const char *dir, unsigned mode);
+/* Hands memory freed to the allocator back to the system (malloc_trim; a no-op under
+ * AddressSanitizer, whose allocator is not glibc's). */
+void release_free_memory(void);
 /* Random hex string of 2*nbytes characters (OpenSSL RAND_bytes). */
 char *random_hex(size_t nbytes);
 

@@ -1,11 +1,11 @@
 #include "net/conn-private.h"
 
 #include "core/log.h"
+#include "core/util.h"
 #include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -45,7 +45,7 @@ static void free_now(struct conn *c)
 	server_conn_release(w->server, c->ip);
 	/* glibc keeps freed memory in its arenas: give it back when a worker goes quiet. */
 	if (w->nconns == 0)
-		malloc_trim(0);
+		release_free_memory();
 	log_info("sess=%08x proto=%s ip=%s user=\"%s\" event=disconnect dur_ms=%llu", c->id,
 		 c->proto->name, c->peer, c->user ? c->user : "",
 		 (unsigned long long)(ev_now_ms() - c->started_ms));
