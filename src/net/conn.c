@@ -259,6 +259,14 @@ void conn_printf(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+void conn_vprintf_line(struct conn *c, const char *fmt, va_list ap)
+{
+	if (c->dead)
+		return;
+	buf_vprintf(&c->out, fmt, ap);
+	buf_append(&c->out, "\r\n", 2);
+}
+
 size_t conn_output_pending(const struct conn *c)
 {
 	return c->out.len;

@@ -3,6 +3,7 @@
 #ifndef SARN_NET_CONN_H
 #define SARN_NET_CONN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,6 +47,9 @@ int conn_getline(struct conn *c, struct buf *line);
 
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Formats a protocol line and ends it with CRLF, straight into the output. */
+void conn_vprintf_line(struct conn *c, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 size_t conn_output_pending(const struct conn *c);
 /* The session stops taking input for now although more is buffered (it has used its share of
  * the worker): input processing resumes after the loop's other connections had their turn. */

@@ -35,12 +35,8 @@ static void reply(struct pop3 *p, const char *status, const char *fmt, va_list a
 
 static void reply(struct pop3 *p, const char *status, const char *fmt, va_list ap)
 {
-	struct buf b = {0};
-	buf_append_str(&b, status);
-	buf_vprintf(&b, fmt, ap);
-	buf_append(&b, "\r\n", 2);
-	conn_write(p->c, b.data, b.len);
-	buf_free(&b);
+	conn_write(p->c, status, strlen(status));
+	conn_vprintf_line(p->c, fmt, ap);
 }
 
 void pop3_reply_ok(struct pop3 *p, const char *fmt, ...)

@@ -10,26 +10,18 @@
 
 void smtp_reply(struct smtp *s, const char *fmt, ...)
 {
-	struct buf b = {0};
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	conn_vprintf_line(s->c, fmt, ap);
 	va_end(ap);
-	buf_append(&b, "\r\n", 2);
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
 }
 
 void smtp_bad_command(struct smtp *s, const char *fmt, ...)
 {
-	struct buf b = {0};
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	conn_vprintf_line(s->c, fmt, ap);
 	va_end(ap);
-	buf_append(&b, "\r\n", 2);
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
 	if (++s->bad_commands >= conn_config(s->c)->max_bad_commands) {
 		smtp_reply(s, "421 4.7.0 Too many errors, closing connection");
 		conn_close(s->c);

@@ -69,6 +69,15 @@ static struct idle_hub *hub_get(struct ev_loop *loop)
 	return h;
 }
 
+static void hub_free(struct idle_hub *h)
+{
+	ev_io_stop(h->loop, &h->io);
+	store_watcher_free(&h->watcher);
+	free(h->sessions);
+	free(h);
+	hub = NULL;
+}
+
 static void hub_leave(struct imap *s)
 {
 	struct idle_hub *h = hub;
@@ -81,13 +90,8 @@ static void hub_leave(struct imap *s)
 	}
 	if (!wd_in_use)
 		store_watcher_remove(h->watcher, s->watch_wd);
-	if (h->n == 0) {
-		ev_io_stop(h->loop, &h->io);
-		store_watcher_free(&h->watcher);
-		free(h->sessions);
-		free(h);
-		hub = NULL;
-	}
+	if (h->n == 0)
+		hub_free(h);
 }
 
 void imap_cmd_idle(struct imap *s, const char *tag, const struct imap_arg *args, size_t nargs)
@@ -99,12 +103,8 @@ void imap_cmd_idle(struct imap *s, const char *tag, const struct imap_arg *args,
 	}
 	struct idle_hub *h = hub_get(conn_loop(s->c));
 	if (h == NULL || store_watcher_add(h->watcher, s->acct, &s->watch_wd) != STORE_OK) {
-		if (h != NULL && h->n == 0) {
-			ev_io_stop(h->loop, &h->io);
-			store_watcher_free(&h->watcher);
-			free(h);
-			hub = NULL;
-		}
+		if (h != NULL && h->n == 0)
+			hub_free(h);
 		imap_no(s, tag, "[UNAVAILABLE] Cannot watch the mailbox for changes");
 		return;
 	}

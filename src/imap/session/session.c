@@ -79,14 +79,10 @@ void imap_send_buf(struct imap *s, struct buf *b)
 
 void imap_send(struct imap *s, const char *fmt, ...)
 {
-	struct buf b = {0};
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	conn_vprintf_line(s->c, fmt, ap);
 	va_end(ap);
-	buf_append(&b, "\r\n", 2);
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
 }
 
 static void tagged(struct imap *s, const char *tag, const char *status, const char *fmt,
@@ -95,12 +91,8 @@ static void tagged(struct imap *s, const char *tag, const char *status, const ch
 static void tagged(struct imap *s, const char *tag, const char *status, const char *fmt,
 		   va_list ap)
 {
-	struct buf b = {0};
-	buf_printf(&b, "%s %s ", tag, status);
-	buf_vprintf(&b, fmt, ap);
-	buf_append(&b, "\r\n", 2);
-	conn_write(s->c, b.data, b.len);
-	buf_free(&b);
+	conn_printf(s->c, "%s %s ", tag, status);
+	conn_vprintf_line(s->c, fmt, ap);
 }
 
 static void announce(struct imap *s)
