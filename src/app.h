@@ -9,6 +9,8 @@
 #include "net/usercount.h"
 #include "store/store.h"
 
+struct queue_runner;
+
 struct app {
 	struct store *store;
 	struct auth_db *auth;
@@ -17,6 +19,7 @@ struct app {
 	struct ratelimit *auth_fail_ip;   /* failed logins per client address */
 	struct ratelimit *auth_fail_user; /* failed logins per account name */
 	struct usercount *user_sessions;  /* logged-in IMAP/POP3 sessions per account */
+	struct queue_runner *queue;       /* outbound delivery (smtp/runner.h) */
 };
 
 #endif

@@ -14,6 +14,7 @@ static const struct {
 	{"domain", cmd_domain, "domain list|retention DOMAIN DAYS   manage domains"},
 	{"deliver", cmd_deliver, "deliver [-m MAILBOX] RECIPIENT < MESSAGE   local delivery agent"},
 	{"check", cmd_check, "check [--repair]                   verify the store"},
+	{"queue", cmd_queue, "queue list|flush|delete ID           the outbound queue"},
 	{"dkim", cmd_dkim, "dkim generate|sign DOMAIN [SELECTOR]   DKIM keys (DNS record), signing"},
 };
 

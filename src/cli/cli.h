@@ -12,6 +12,7 @@ int cmd_domain(int argc, char **argv);
 int cmd_deliver(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_dkim(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
 
 /* [server] user: when running as root, gives the data directory to that user (the first time)
  * and switches to it for good. Does nothing when no user is set or not running as root.

@@ -8,6 +8,7 @@
 #include "net/tls.h"
 #include "imap/session/imap.h"
 #include "pop3/pop3.h"
+#include "smtp/runner.h"
 #include "smtp/smtp.h"
 
 #include <pthread.h>
@@ -34,6 +35,9 @@ static void fill_protocols(struct server_params *params)
 	params->implicit_tls[LISTEN_POP3S] = true;
 	params->protos[LISTEN_SMTP] = &smtp_proto;
 	params->protos[LISTEN_LMTP] = &lmtp_proto;
+	params->protos[LISTEN_SUBMISSION] = &submission_proto;
+	params->protos[LISTEN_SUBMISSIONS] = &submission_proto;
+	params->implicit_tls[LISTEN_SUBMISSIONS] = true;
 }
 
 /* SIGHUP: re-reads the file and publishes a new settings snapshot; limits, timeouts, auth
@@ -153,6 +157,11 @@ int cmd_serve(int argc, char **argv)
 	app.auth_fail_ip = ratelimit_new(600);
 	app.auth_fail_user = ratelimit_new(600);
 	app.user_sessions = usercount_new();
+	app.queue = queue_runner_start(app.store, app.auth);
+	if (app.queue == NULL) {
+		fprintf(stderr, "sarn: cannot start the outbound queue (see the log)\n");
+		goto out;
+	}
 	log_info("event=started data=%s hostname=%s", cfg.data_dir, cfg.hostname);
 	pthread_t thread;
 	pthread_create(&thread, NULL, run_server, server);
@@ -180,6 +189,7 @@ out:
 	/* Jobs post their results to the workers' loops, so the pool ends before the loops. */
 	workq_free(&app.jobs);
 	workq_free(&app.deliveries);
+	queue_runner_stop(&app.queue);
 	server_free(&server);
 	ratelimit_free(&app.auth_fail_ip);
 	ratelimit_free(&app.auth_fail_user);

@@ -50,6 +50,17 @@ void config_defaults(struct config *cfg)
 	cfg->plaintext_auth = PLAINTEXT_AUTH_LOOPBACK;
 	cfg->pop3_retention_days = 0;
 	cfg->pop3_lock = true;
+	cfg->save_sent = false;
+	cfg->smarthost_tls = OUTBOUND_TLS_OPPORTUNISTIC;
+	cfg->remote_port = 25;
+	cfg->retry_min = 60;
+	cfg->retry_max = 3600;
+	cfg->queue_expire = 5 * 86400;
+	cfg->delay_warning = 4 * 3600;
+	cfg->max_per_domain = 4;
+	cfg->queue_workers = 4;
+	cfg->connect_timeout = 30;
+	cfg->command_timeout = 300;
 }
 
 void config_free(struct config *cfg)
@@ -59,6 +70,10 @@ void config_free(struct config *cfg)
 	free(cfg->run_user);
 	free(cfg->tls_cert);
 	free(cfg->tls_key);
+	free(cfg->smarthost);
+	free(cfg->smarthost_user);
+	free(cfg->smarthost_password);
+	free(cfg->dns_server);
 	for (int i = 0; i < LISTEN_COUNT; i++)
 		free(cfg->listen[i]);
 	memset(cfg, 0, sizeof *cfg);
@@ -122,6 +137,48 @@ static int set_bool(bool *dst, const char *value)
 	else
 		return -1;
 	return 0;
+}
+
+static int apply_queue(struct config *cfg, const char *name, const char *value)
+{
+	if (!strcmp(name, "smarthost"))
+		return set_str(&cfg->smarthost, value);
+	if (!strcmp(name, "smarthost_user"))
+		return set_str(&cfg->smarthost_user, value);
+	if (!strcmp(name, "smarthost_password"))
+		return set_str(&cfg->smarthost_password, value);
+	if (!strcmp(name, "smarthost_tls")) {
+		if (!strcmp(value, "opportunistic"))
+			cfg->smarthost_tls = OUTBOUND_TLS_OPPORTUNISTIC;
+		else if (!strcmp(value, "required"))
+			cfg->smarthost_tls = OUTBOUND_TLS_REQUIRED;
+		else if (!strcmp(value, "none"))
+			cfg->smarthost_tls = OUTBOUND_TLS_NONE;
+		else
+			return -1;
+		return 0;
+	}
+	if (!strcmp(name, "dns_server"))
+		return set_str(&cfg->dns_server, value);
+	if (!strcmp(name, "remote_port"))
+		return set_u32(&cfg->remote_port, value, 1, 65535);
+	if (!strcmp(name, "retry_min"))
+		return set_u32(&cfg->retry_min, value, 1, 86400);
+	if (!strcmp(name, "retry_max"))
+		return set_u32(&cfg->retry_max, value, 1, 7 * 86400);
+	if (!strcmp(name, "expire"))
+		return set_u32(&cfg->queue_expire, value, 1, 60 * 86400);
+	if (!strcmp(name, "delay_warning"))
+		return set_u32(&cfg->delay_warning, value, 0, 60 * 86400);
+	if (!strcmp(name, "max_per_domain"))
+		return set_u32(&cfg->max_per_domain, value, 1, 1000);
+	if (!strcmp(name, "workers"))
+		return set_u32(&cfg->queue_workers, value, 1, 256);
+	if (!strcmp(name, "connect_timeout"))
+		return set_u32(&cfg->connect_timeout, value, 1, 3600);
+	if (!strcmp(name, "command_timeout"))
+		return set_u32(&cfg->command_timeout, value, 1, 3600);
+	return -2;
 }
 
 /* Returns 0 ok, -1 bad value, -2 unknown key. */
@@ -196,6 +253,11 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 			return set_int(&cfg->pop3_retention_days, value, 0, 100000);
 		if (!strcmp(name, "lock"))
 			return set_bool(&cfg->pop3_lock, value);
+	} else if (!strcmp(section, "submission")) {
+		if (!strcmp(name, "save_sent"))
+			return set_bool(&cfg->save_sent, value);
+	} else if (!strcmp(section, "queue")) {
+		return apply_queue(cfg, name, value);
 	}
 	return -2;
 }
@@ -294,6 +356,10 @@ struct config *config_dup(const struct config *cfg)
 	c->run_user = dup_or_null(cfg->run_user);
 	c->tls_cert = dup_or_null(cfg->tls_cert);
 	c->tls_key = dup_or_null(cfg->tls_key);
+	c->smarthost = dup_or_null(cfg->smarthost);
+	c->smarthost_user = dup_or_null(cfg->smarthost_user);
+	c->smarthost_password = dup_or_null(cfg->smarthost_password);
+	c->dns_server = dup_or_null(cfg->dns_server);
 	for (int i = 0; i < LISTEN_COUNT; i++)
 		c->listen[i] = dup_or_null(cfg->listen[i]);
 	return c;

@@ -26,6 +26,12 @@ enum plaintext_auth {
 	PLAINTEXT_AUTH_ALWAYS,
 };
 
+enum outbound_tls {
+	OUTBOUND_TLS_OPPORTUNISTIC, /* STARTTLS when offered (RFC 3207), else plaintext */
+	OUTBOUND_TLS_REQUIRED,      /* STARTTLS or defer */
+	OUTBOUND_TLS_NONE,
+};
+
 struct config {
 	/* [server] */
 	char *data_dir;
@@ -58,6 +64,23 @@ struct config {
 	/* [pop3] */
 	int pop3_retention_days;      /* default for accounts without their own setting */
 	bool pop3_lock;               /* exclusive maildrop lock ([IN-USE]) */
+	/* [submission] */
+	bool save_sent;               /* file a copy of each submission in the sender's Sent */
+	/* [queue]: outbound delivery */
+	char *smarthost;              /* "host:port", NULL = deliver by MX */
+	char *smarthost_user;         /* AUTH at the smarthost, NULL = none */
+	char *smarthost_password;
+	enum outbound_tls smarthost_tls;
+	char *dns_server;             /* "ip" or "ip@port", NULL = /etc/resolv.conf */
+	uint32_t remote_port;         /* SMTP port of MX hosts (25) */
+	uint32_t retry_min;           /* seconds before the first retry; doubles per attempt */
+	uint32_t retry_max;           /* longest wait between attempts */
+	uint32_t queue_expire;        /* seconds before a message is returned as undeliverable */
+	uint32_t delay_warning;       /* seconds before a "delayed" notice, 0 = none */
+	uint32_t max_per_domain;      /* concurrent deliveries to one destination domain */
+	uint32_t queue_workers;       /* delivery threads */
+	uint32_t connect_timeout;     /* seconds, outbound connect */
+	uint32_t command_timeout;     /* seconds, outbound reply wait */
 };
 
 /* Fills cfg with the embedded defaults. */

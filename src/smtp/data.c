@@ -3,11 +3,18 @@
 #include "smtp/smtp-private.h"
 
 #include "core/log.h"
+#include "core/util.h"
 #include "smtp/delivery.h"
+#include "smtp/notice.h"
+#include "smtp/queue.h"
+#include "smtp/runner.h"
+#include "smtp/submit.h"
 #include "smtp/unstuff.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static void write_data(struct smtp *s, const unsigned char *p, size_t len)
@@ -39,10 +46,31 @@ static void received_header(struct smtp *s, struct buf *b)
 	buf_printf(b, "; %s\r\n", date);
 }
 
+/* Opens the spool blob and writes the Received field; false after replying. */
+static bool begin_message(struct smtp *s)
+{
+	enum store_err err = store_blob_begin(s->app->store, &s->blob);
+	if (err != STORE_OK) {
+		smtp_reply(s, "451 4.3.0 Cannot accept the message now, try again later");
+		return false;
+	}
+	struct buf hdr = {0};
+	received_header(s, &hdr);
+	s->data_err = store_blob_write(s->blob, hdr.data, hdr.len);
+	buf_free(&hdr);
+	s->data_size = 0;
+	s->data_too_big = false;
+	return true;
+}
+
 void smtp_cmd_data(struct smtp *s, char *args)
 {
 	if (args[0] != '\0') {
 		smtp_bad_command(s, "501 5.5.4 DATA takes no arguments");
+		return;
+	}
+	if (s->bdat) {
+		smtp_bad_command(s, "503 5.5.1 DATA not allowed after BDAT");
 		return;
 	}
 	if (!s->have_mail) {
@@ -53,17 +81,8 @@ void smtp_cmd_data(struct smtp *s, char *args)
 		smtp_bad_command(s, "554 5.5.1 No valid recipients");
 		return;
 	}
-	enum store_err err = store_blob_begin(s->app->store, &s->blob);
-	if (err != STORE_OK) {
-		smtp_reply(s, "451 4.3.0 Cannot accept the message now, try again later");
+	if (!begin_message(s))
 		return;
-	}
-	struct buf hdr = {0};
-	received_header(s, &hdr);
-	s->data_err = store_blob_write(s->blob, hdr.data, hdr.len);
-	buf_free(&hdr);
-	s->data_size = 0;
-	s->data_too_big = false;
 	unstuff_init(&s->unstuff);
 	s->in_data = true;
 	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
@@ -85,28 +104,80 @@ struct delivery_job {
 	struct conn *c;
 	struct smtp *s; /* used only while the connection is open */
 	struct store *store;
+	struct auth_db *auth;
+	struct queue_runner *runner;
+	const struct config *cfg; /* a published snapshot: valid until exit */
 	bool lmtp;
+	bool submission;
+	char *account;           /* submission: the authenticated sender */
 	struct store_blob *blob;
 	struct smtp_rcpt *rcpts;
 	size_t nrcpts;
 	char *mail_from;
+	char *envid;
+	bool ret_hdrs;
+	bool smtputf8;
 	uint64_t size;
 	enum store_err err;      /* before delivery (writing, finishing the blob) */
 	enum store_err *results; /* per recipient */
 };
+
+/* Every remote recipient in one queue entry. */
+static enum store_err enqueue_remote(struct delivery_job *j)
+{
+	struct queue_msg m = {
+		.from = xstrdup(j->mail_from),
+		.envid = j->envid ? xstrdup(j->envid) : NULL,
+		.ret_hdrs = j->ret_hdrs,
+		.smtputf8 = j->smtputf8,
+		.created = time(NULL),
+	};
+	for (size_t i = 0; i < j->nrcpts; i++)
+		if (j->rcpts[i].account == NULL)
+			queue_rcpt_add(&m, j->rcpts[i].address, j->rcpts[i].notify, j->rcpts[i].orcpt);
+	enum store_err err = STORE_OK;
+	if (m.nrcpts > 0 && queue_enqueue(j->cfg->data_dir, store_blob_path(j->blob), &m) < 0)
+		err = errno == ENOSPC || errno == EDQUOT ? STORE_NOSPACE : STORE_TEMP;
+	else
+		queue_runner_kick(j->runner);
+	queue_msg_free(&m);
+	return err;
+}
 
 static void deliver_on_job_thread(void *arg)
 {
 	struct delivery_job *j = arg;
 	if (j->err == STORE_OK)
 		j->err = store_blob_finish(j->blob);
+	if (j->err == STORE_OK && j->submission)
+		j->err = submit_prepare(j->store, j->cfg, j->mail_from, &j->blob);
 	enum store_err err = j->err;
+	bool any_remote = false;
 	for (size_t i = 0; i < j->nrcpts; i++) {
+		if (j->rcpts[i].account == NULL) {
+			any_remote = true;
+			continue;
+		}
 		/* SMTP stops at the first failure: the whole message is retried anyway. */
 		j->results[i] = err == STORE_OK ? delivery_local(j->store, j->rcpts[i].account, j->blob)
 						: err;
 		if (!j->lmtp && j->results[i] != STORE_OK)
 			err = j->results[i];
+	}
+	if (any_remote) {
+		enum store_err qerr = err == STORE_OK ? enqueue_remote(j) : err;
+		for (size_t i = 0; i < j->nrcpts; i++)
+			if (j->rcpts[i].account == NULL)
+				j->results[i] = qerr;
+		err = qerr;
+	}
+	if (err == STORE_OK && j->submission) {
+		if (j->cfg->save_sent)
+			submit_save_sent(j->store, j->account, j->blob);
+		for (size_t i = 0; i < j->nrcpts; i++)
+			if (j->rcpts[i].account != NULL && (j->rcpts[i].notify & DSN_NOTIFY_SUCCESS))
+				notice_local_delivered(j->store, j->auth, j->cfg, j->mail_from, j->envid,
+						       j->rcpts[i].address, j->rcpts[i].orcpt, j->blob);
 	}
 }
 
@@ -116,10 +187,13 @@ static void job_free(struct delivery_job *j)
 	for (size_t i = 0; i < j->nrcpts; i++) {
 		free(j->rcpts[i].address);
 		free(j->rcpts[i].account);
+		free(j->rcpts[i].orcpt);
 	}
 	free(j->rcpts);
 	free(j->results);
 	free(j->mail_from);
+	free(j->envid);
+	free(j->account);
 	free(j);
 }
 
@@ -160,6 +234,7 @@ static void delivered(void *arg)
 static void end_of_data(struct smtp *s)
 {
 	s->in_data = false;
+	s->bdat = false;
 	if (s->data_too_big) {
 		/* LMTP: one reply per recipient, even for a refusal (RFC 2033 §4.2). */
 		for (size_t i = 0; i < (s->lmtp ? s->nrcpts : 1); i++)
@@ -172,18 +247,27 @@ static void end_of_data(struct smtp *s)
 	j->c = s->c;
 	j->s = s;
 	j->store = s->app->store;
+	j->auth = s->app->auth;
+	j->runner = s->app->queue;
+	j->cfg = conn_config(s->c);
 	j->lmtp = s->lmtp;
+	j->submission = s->submission;
+	j->account = s->account ? xstrdup(s->account) : NULL;
 	j->size = s->data_size;
 	j->err = s->data_err;
 	j->blob = s->blob;
 	j->rcpts = s->rcpts;
 	j->nrcpts = s->nrcpts;
 	j->mail_from = s->mail_from;
+	j->envid = s->envid;
+	j->ret_hdrs = s->ret_hdrs;
+	j->smtputf8 = s->smtputf8;
 	j->results = xcalloc(s->nrcpts, sizeof *j->results);
 	s->blob = NULL;
 	s->rcpts = NULL;
 	s->nrcpts = 0;
 	s->mail_from = NULL;
+	s->envid = NULL;
 	smtp_reset_transaction(s);
 	s->delivering = true;
 	conn_ref(s->c);
@@ -205,4 +289,57 @@ bool smtp_data_input(struct smtp *s)
 	if (end)
 		end_of_data(s);
 	return end;
+}
+
+/* The end of a BDAT chunk (RFC 3030 §2). */
+static void chunk_done(struct smtp *s)
+{
+	if (s->chunk_discard)
+		return;
+	if (!s->chunk_last) {
+		smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)s->data_size);
+		return;
+	}
+	end_of_data(s);
+}
+
+void smtp_cmd_bdat(struct smtp *s, char *args)
+{
+	size_t n = strcspn(args, " ");
+	uint64_t size;
+	bool last = strcasecmp(args + n, " LAST") == 0;
+	if (parse_u64(args, n, UINT64_MAX, &size) < 0 || (args[n] != '\0' && !last)) {
+		/* The chunk's length is unknown, so its octets will be read as commands. */
+		smtp_bad_command(s, "501 5.5.4 Syntax: BDAT size [LAST]");
+		return;
+	}
+	s->chunk_left = size;
+	s->chunk_last = last;
+	s->chunk_discard = true; /* until the checks below pass */
+	if (!s->have_mail) {
+		smtp_bad_command(s, "503 5.5.1 Send MAIL first");
+	} else if (s->nrcpts == 0) {
+		smtp_bad_command(s, "554 5.5.1 No valid recipients");
+	} else if (s->bdat || begin_message(s)) {
+		s->bdat = true;
+		s->chunk_discard = false;
+	} else {
+		smtp_reset_transaction(s);
+	}
+	if (size == 0)
+		chunk_done(s);
+}
+
+bool smtp_chunk_input(struct smtp *s)
+{
+	struct buf *in = conn_input(s->c);
+	size_t take = in->len < s->chunk_left ? in->len : (size_t)s->chunk_left;
+	if (!s->chunk_discard)
+		write_data(s, in->data, take);
+	buf_consume(in, take);
+	s->chunk_left -= take;
+	if (s->chunk_left > 0)
+		return false;
+	chunk_done(s);
+	return true;
 }

@@ -34,38 +34,48 @@ void smtp_reset_transaction(struct smtp *s)
 	s->mail_from = NULL;
 	s->have_mail = false;
 	s->declared_size = 0;
+	s->smtputf8 = false;
+	s->ret_hdrs = false;
+	free(s->envid);
+	s->envid = NULL;
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].address);
 		free(s->rcpts[i].account);
+		free(s->rcpts[i].orcpt);
 	}
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpts = 0;
 	store_blob_free(&s->blob);
 	s->in_data = false;
+	s->bdat = false;
 }
 
-static void open_common(struct smtp *s, struct conn *c, bool lmtp)
+static struct smtp *open_common(struct conn *c, bool lmtp, bool submission)
 {
+	struct smtp *s = xcalloc(1, sizeof *s);
 	s->c = c;
 	s->app = conn_app(c);
 	s->lmtp = lmtp;
+	s->submission = submission;
 	conn_set_idle_timeout(c, conn_config(c)->smtp_idle_timeout);
 	smtp_reply(s, "220 %s %s sarn ready", conn_config(c)->hostname, lmtp ? "LMTP" : "ESMTP");
+	return s;
 }
 
 static void *smtp_open(struct conn *c)
 {
-	struct smtp *s = xcalloc(1, sizeof *s);
-	open_common(s, c, false);
-	return s;
+	return open_common(c, false, false);
+}
+
+static void *submission_open(struct conn *c)
+{
+	return open_common(c, false, true);
 }
 
 static void *lmtp_open(struct conn *c)
 {
-	struct smtp *s = xcalloc(1, sizeof *s);
-	open_common(s, c, true);
-	return s;
+	return open_common(c, true, false);
 }
 
 static void smtp_close(void *sess)
@@ -74,6 +84,8 @@ static void smtp_close(void *sess)
 	/* A connection lost mid-DATA drops the unfinished message: nothing was acknowledged. */
 	smtp_reset_transaction(s);
 	free(s->helo);
+	free(s->account);
+	free(s->sasl_user);
 	buf_free(&s->line);
 	free(s);
 }
@@ -142,8 +154,11 @@ static void dispatch(struct smtp *s, char *line)
 		smtp_reply(s, "214 2.0.0 See RFC 5321");
 	} else if (token_eq(line, n, "STARTTLS")) {
 		cmd_starttls(s, args);
-	} else if (token_eq(line, n, "BDAT") || token_eq(line, n, "AUTH") ||
-		   token_eq(line, n, "ETRN") || token_eq(line, n, "EXPN")) {
+	} else if (token_eq(line, n, "BDAT")) {
+		smtp_cmd_bdat(s, args);
+	} else if (token_eq(line, n, "AUTH") && s->submission) {
+		smtp_cmd_auth(s, args);
+	} else if (token_eq(line, n, "ETRN") || token_eq(line, n, "EXPN")) {
 		smtp_bad_command(s, "502 5.5.1 Command not implemented");
 	} else {
 		smtp_bad_command(s, "500 5.5.2 Unknown command");
@@ -159,6 +174,13 @@ static void smtp_input(void *sess)
 				return;
 			continue;
 		}
+		if (s->chunk_left > 0) {
+			if (!smtp_chunk_input(s))
+				return;
+			continue;
+		}
+		if (s->sasl == SASL_CHECKING)
+			return;
 		int r = conn_getline(s->c, &s->line);
 		if (r == 0)
 			return;
@@ -167,7 +189,10 @@ static void smtp_input(void *sess)
 							       : "500 5.5.2 Line too long");
 			continue;
 		}
-		dispatch(s, (char *)s->line.data);
+		if (s->sasl != SASL_IDLE)
+			smtp_sasl_input(s, (char *)s->line.data);
+		else
+			dispatch(s, (char *)s->line.data);
 		if (conn_output_pending(s->c) >= CONN_OUT_HIGH)
 			return;
 	}
@@ -176,6 +201,15 @@ static void smtp_input(void *sess)
 const struct proto smtp_proto = {
 	.name = "smtp",
 	.open = smtp_open,
+	.input = smtp_input,
+	.close = smtp_close,
+	.timeout = smtp_timeout,
+	.shutdown = smtp_shutdown,
+};
+
+const struct proto submission_proto = {
+	.name = "submission",
+	.open = submission_open,
 	.input = smtp_input,
 	.close = smtp_close,
 	.timeout = smtp_timeout,

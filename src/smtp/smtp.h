@@ -1,4 +1,5 @@
-/* SMTP (RFC 5321) for incoming mail and LMTP (RFC 2033): one engine, two front ends. */
+/* SMTP (RFC 5321) for incoming mail, submission (RFC 6409) and LMTP (RFC 2033): one engine,
+ * three front ends. */
 #ifndef SARN_SMTP_SMTP_H
 #define SARN_SMTP_SMTP_H
 
@@ -6,5 +7,6 @@
 
 extern const struct proto smtp_proto;
 extern const struct proto lmtp_proto;
+extern const struct proto submission_proto;
 
 #endif

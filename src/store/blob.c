@@ -177,6 +177,11 @@ uint64_t store_blob_size(const struct store_blob *b)
 	return b->size;
 }
 
+const char *store_blob_path(const struct store_blob *b)
+{
+	return b->path;
+}
+
 void store_blob_free(struct store_blob **bp)
 {
 	struct store_blob *b = *bp;

@@ -79,6 +79,8 @@ enum store_err store_blob_write_lines(struct store_blob *blob, const void *data,
 /* fsyncs the file; after this the blob can be delivered. */
 enum store_err store_blob_finish(struct store_blob *blob);
 uint64_t store_blob_size(const struct store_blob *blob);
+/* The spool file (e.g. for the outbound queue to link); valid until store_blob_free. */
+const char *store_blob_path(const struct store_blob *blob);
 /* Removes the temp file (delivered copies are hard links and stay). */
 void store_blob_free(struct store_blob **blob);
 
