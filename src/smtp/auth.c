@@ -69,6 +69,10 @@ void smtp_cmd_auth(struct smtp *s, char *args)
 		smtp_bad_command(s, "538 5.7.11 Encryption required for requested authentication mechanism");
 		return;
 	}
+	if (args[0] == '\0') {
+		smtp_bad_command(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+		return;
+	}
 	size_t n = strcspn(args, " ");
 	char *ir = args[n] ? args + n + 1 : NULL;
 	enum sasl_mech mech = sasl_mech_parse(args, n);

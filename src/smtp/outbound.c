@@ -95,6 +95,7 @@ static void set_error(struct client *c, const char *fmt, ...)
 	char tmp[256];
 	vsnprintf(tmp, sizeof tmp, fmt, ap);
 	buf_append_str(&c->reply, tmp);
+	buf_cstr(&c->reply);
 	va_end(ap);
 	c->code = -1;
 }
