@@ -133,7 +133,7 @@ static int parse_rcpt(struct queue_msg *m, char *rest)
 	return 0;
 }
 
-static int parse(char *text, struct queue_msg *m)
+static int parse_text(char *text, struct queue_msg *m)
 {
 	char *save = NULL;
 	char *line = strtok_r(text, "\n", &save);
@@ -206,15 +206,24 @@ int queue_load(const char *data_dir, const char *id, struct queue_msg *msg)
 		b.len += (size_t)n;
 	}
 	close(fd);
-	int r = parse((char *)buf_cstr(&b), msg);
+	int r = queue_parse(b.data, b.len, msg);
 	buf_free(&b);
+	if (r == 0)
+		memcpy(msg->id, id, QUEUE_ID_LEN + 1);
+	return r;
+}
+
+int queue_parse(const void *text, size_t len, struct queue_msg *msg)
+{
+	memset(msg, 0, sizeof *msg);
+	char *copy = xstrndup(text, len);
+	int r = strlen(copy) == len ? parse_text(copy, msg) : -1;
+	free(copy);
 	if (r < 0) {
 		queue_msg_free(msg);
 		errno = EINVAL;
-		return -1;
 	}
-	memcpy(msg->id, id, QUEUE_ID_LEN + 1);
-	return 0;
+	return r;
 }
 
 /* Writes <id>.env through a temp file, fsync and rename; the caller fsyncs the directory. */

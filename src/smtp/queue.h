@@ -46,6 +46,8 @@ int queue_init(const char *data_dir);
 int queue_enqueue(const char *data_dir, const char *msg_path, struct queue_msg *msg);
 /* 0 ok, -1 (errno ENOENT: no such message, EINVAL: malformed). */
 int queue_load(const char *data_dir, const char *id, struct queue_msg *msg);
+/* Parses the text of an .env file (exposed for tests and fuzzing). 0, or -1 (EINVAL). */
+int queue_parse(const void *text, size_t len, struct queue_msg *msg);
 /* Replaces <id>.env atomically. 0 or -1. */
 int queue_save(const char *data_dir, const struct queue_msg *msg);
 /* Removes the message (.env first, so a crash leaves only an orphan file). */
