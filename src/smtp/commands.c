@@ -307,7 +307,7 @@ static bool remote_domain_valid(const char *d)
 		return false;
 	for (const char *p = d;; p++) {
 		if (*p == '.' || *p == '\0') {
-			if (len == 0 || len > 63 || p[-1] == '-' || p[-len] == '-')
+			if (len == 0 || len > 63 || p[-1] == '-' || *(p - len) == '-')
 				return false;
 			labels++;
 			len = 0;
