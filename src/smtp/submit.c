@@ -161,7 +161,8 @@ enum store_err submit_prepare(struct store *store, const struct config *cfg,
 		struct dkim_signer *signer = NULL;
 		const char *error = NULL;
 		if (dkim_signer_new(pem.data, pem.len, domain, selector, &signer, &error) == 0) {
-			dkim_signer_feed(signer, added.data, added.len);
+			if (added.len > 0)
+				dkim_signer_feed(signer, added.data, added.len);
 			enum store_err err = copy_file(path, signer, NULL);
 			if (err != STORE_OK || dkim_signer_finish(signer, (int64_t)time(NULL), &sig, &error) < 0)
 				sig.len = 0;
@@ -180,9 +181,9 @@ enum store_err submit_prepare(struct store *store, const struct config *cfg,
 	if (added.len > 0 || sig.len > 0) {
 		struct store_blob *fresh = NULL;
 		err = store_blob_begin(store, &fresh);
-		if (err == STORE_OK)
+		if (err == STORE_OK && sig.len > 0)
 			err = store_blob_write(fresh, sig.data, sig.len);
-		if (err == STORE_OK)
+		if (err == STORE_OK && added.len > 0)
 			err = store_blob_write(fresh, added.data, added.len);
 		if (err == STORE_OK)
 			err = copy_file(path, NULL, fresh);
