@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define REPLY_MAX 512
+#define REPLY_MAX_LINES 200 /* a server that never ends its reply is cut off */
 
 enum { CAP_STARTTLS = 1, CAP_SIZE = 2, CAP_DSN = 4, CAP_SMTPUTF8 = 8, CAP_AUTH_PLAIN = 16,
        CAP_AUTH_LOGIN = 32, CAP_8BITMIME = 64 };
@@ -36,6 +37,7 @@ struct client {
 	size_t in_len, in_pos;
 	unsigned caps;
 	int code;             /* of the last reply, -1 after an I/O error */
+	bool tls_failed;      /* the STARTTLS handshake failed */
 	struct buf reply;     /* its text, lines joined by spaces */
 };
 
@@ -183,7 +185,12 @@ static int read_reply(struct client *c)
 {
 	c->reply.len = 0;
 	struct buf line = {0};
-	for (;;) {
+	for (int lines = 0;; lines++) {
+		if (lines == REPLY_MAX_LINES) {
+			buf_free(&line);
+			set_error(c, "reply of more than %d lines", REPLY_MAX_LINES);
+			return -1;
+		}
 		line.len = 0;
 		for (;;) {
 			if (c->in_pos == c->in_len && fill(c) < 0) {
@@ -284,6 +291,7 @@ static int start_tls(struct client *c, SSL_CTX *ctx)
 	if (SSL_connect(c->ssl) != 1) {
 		unsigned long e = ERR_get_error();
 		ERR_clear_error();
+		c->tls_failed = true;
 		set_error(c, "TLS handshake failed: %s", e ? ERR_reason_error_string(e) : "connection lost");
 		return -1;
 	}
@@ -399,12 +407,12 @@ static bool has_non_ascii(const char *s)
 /* One transaction on a connected client. Returns true when the server gave answers that
  * settle this attempt (the recipients have outcomes), false to try the next address. */
 static bool transaction(struct outbound *o, struct client *c, const struct queue_msg *msg, int fd,
-			uint64_t size, bool smarthost, struct outbound_rcpt *rcpts, size_t n)
+			uint64_t size, bool smarthost, enum outbound_tls mode,
+			struct outbound_rcpt *rcpts, size_t n)
 {
 	const struct config *cfg = o->cfg;
 	if (read_reply(c) != 220 || ehlo(c) < 0)
 		return false;
-	enum outbound_tls mode = smarthost ? cfg->smarthost_tls : OUTBOUND_TLS_OPPORTUNISTIC;
 	if ((c->caps & CAP_STARTTLS) && mode != OUTBOUND_TLS_NONE && start_tls(c, o->tls) < 0)
 		return false;
 	if (mode == OUTBOUND_TLS_REQUIRED && c->ssl == NULL) {
@@ -412,7 +420,8 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 		return false;
 	}
 	if (smarthost && cfg->smarthost_user != NULL) {
-		if (c->ssl == NULL && mode != OUTBOUND_TLS_NONE) {
+		/* The configured policy, not this attempt's (a fallback to clear text). */
+		if (c->ssl == NULL && cfg->smarthost_tls != OUTBOUND_TLS_NONE) {
 			set_error(c, "no TLS: the smarthost password is not sent in clear");
 			return false;
 		}
@@ -567,6 +576,7 @@ void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_f
 	size_t nhosts = 0;
 	unsigned port = cfg->remote_port;
 	bool smarthost = cfg->smarthost != NULL;
+	enum outbound_tls mode = smarthost ? cfg->smarthost_tls : OUTBOUND_TLS_OPPORTUNISTIC;
 	if (smarthost) {
 		hosts = xmalloc(sizeof *hosts);
 		hosts[0] = split_hostport(cfg->smarthost, &port);
@@ -597,11 +607,21 @@ void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_f
 		c.host = hosts[h];
 		for (size_t a = 0; a < naddrs && !settled; a++) {
 			any_address = true;
+			c.tls_failed = false;
 			if (connect_to(&c, &addrs[a]) == 0)
-				settled = transaction(o, &c, msg, msg_fd, size, smarthost, rcpts, n);
+				settled = transaction(o, &c, msg, msg_fd, size, smarthost, mode, rcpts, n);
 			log_info("event=outbound id=%s host=%s ip=%s code=%d reply=\"%s\"", msg->id, c.host,
 				 c.ip, c.code, c.reply.len ? (const char *)c.reply.data : "");
 			client_close(&c);
+			/* Opportunistic TLS that fails is retried in clear, as RFC 7435 §3 allows. */
+			if (!settled && c.tls_failed && mode == OUTBOUND_TLS_OPPORTUNISTIC &&
+			    connect_to(&c, &addrs[a]) == 0) {
+				settled = transaction(o, &c, msg, msg_fd, size, smarthost, OUTBOUND_TLS_NONE,
+						      rcpts, n);
+				log_info("event=outbound id=%s host=%s ip=%s tls=fallback code=%d", msg->id,
+					 c.host, c.ip, c.code);
+				client_close(&c);
+			}
 		}
 		free(addrs);
 	}
