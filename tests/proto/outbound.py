@@ -21,6 +21,7 @@ import asyncio
 import email
 import email.policy
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -45,20 +46,23 @@ HEX_ID = re.compile(r"^([0-9a-f]{16})\b")
 
 def free_port(hosts=("127.0.0.1",), udp=False):
     """A TCP port (and the same UDP port if udp) that is free on every host in hosts."""
+    def fam(h):
+        return socket.AF_INET6 if ":" in h else socket.AF_INET
+
     for _ in range(200):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(fam(hosts[0]), socket.SOCK_STREAM)
         s.bind((hosts[0], 0))
         port = s.getsockname()[1]
         held = [s]
         ok = True
         try:
             for h in hosts[1:]:
-                t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                t = socket.socket(fam(h), socket.SOCK_STREAM)
                 held.append(t)
                 t.bind((h, port))
             if udp:
                 for h in hosts:
-                    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    u = socket.socket(fam(h), socket.SOCK_DGRAM)
                     held.append(u)
                     u.bind((h, port))
         except OSError:
@@ -378,14 +382,18 @@ class DnsServer:
             return list(self.resolver.queries)
 
     def start(self):
-        self.udp.start_thread()
-        self.tcp.start_thread()
+        self.threads = []
+        for s in (self.udp, self.tcp):
+            t = threading.Thread(target=s.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                 daemon=True)
+            t.start()
+            self.threads.append(t)
         return self
 
     def stop(self):
         for s in (self.udp, self.tcp):
             try:
-                s.stop()
+                s.server.shutdown()
                 s.server.server_close()
             except Exception:
                 pass
@@ -426,9 +434,40 @@ def dns_factory():
         d.stop()
 
 
-# ---- sarn configuration and inspection helpers ----------------------------------------------
+# ---- sarn servers ----------------------------------------------------------------------------
 
 SUBMISSION_LISTENERS = ("smtp", "submission", "submissions", "imap", "pop3", "lmtp")
+
+
+@pytest.fixture(scope="session")
+def _accounts_template(tmp_path_factory):
+    """A data directory with the default users, made once: `sarn user add` hashes with
+    yescrypt (~0.4 s a user), which would otherwise dominate these suites."""
+    s = sarntest.SarnServer(tmp_path_factory.mktemp("accounts-template"))
+    s.write_config()
+    for addr, pw in s.users.items():
+        s.cli("user", "add", addr, input=pw + "\n", check=True)
+    return s.data
+
+
+@pytest.fixture
+def sarn_mail(sarn_factory, _accounts_template):
+    """Like sarn_factory (conftest.py), with the submission listeners by default and the
+    default users copied from a template instead of created one by one."""
+
+    def make(listeners=SUBMISSION_LISTENERS, start=True, **kw):
+        srv = sarn_factory(listeners=listeners, users={}, start=False, **kw)
+        shutil.copytree(_accounts_template, srv.data)
+        srv.users = dict(sarntest.DEFAULT_USERS)
+        srv._users_created = True
+        if start:
+            srv.start()
+        return srv
+
+    return make
+
+
+# ---- sarn configuration and inspection helpers ----------------------------------------------
 
 
 def queue_config(smarthost=None, dns=None, remote_port=None, **kw):

@@ -15,9 +15,10 @@ import time
 import pytest
 
 from sarntest import HOSTNAME, make_message, sasl_plain, smtp_stuff, strip_trace, wait_for
-from outbound import (SUBMISSION_LISTENERS, capture_factory, dns_factory,  # noqa: F401 (fixtures)
-                      dsn_parts, free_port, is_bounce, queue_config, queue_files, queue_list,
+from outbound import (dsn_parts, free_port, is_bounce, queue_config, queue_files, queue_list,
                       submit, wait_queue_empty)
+from outbound import (capture_factory, dns_factory, sarn_mail,  # noqa: F401 (fixtures)
+                      _accounts_template)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -27,8 +28,8 @@ BAD = "bad@remote.example"
 pytestmark = pytest.mark.timeout(60)
 
 
-def qserver(sarn_factory, **queue):
-    return sarn_factory(listeners=SUBMISSION_LISTENERS, overrides={"queue": queue_config(**queue)})
+def qserver(sarn_mail, **queue):
+    return sarn_mail(overrides={"queue": queue_config(**queue)})
 
 
 def dead_port():
@@ -74,9 +75,9 @@ def norm(v):
 # Smarthost
 # ---------------------------------------------------------------------------------------
 
-def test_smarthost_delivery(sarn_factory, capture_factory):
+def test_smarthost_delivery(sarn_mail, capture_factory):
     cap = capture_factory()
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     m = make_message("via smarthost", frm=ALICE, to=FRIEND)
     assert submit(srv, [FRIEND, "other@remote.example", "x@elsewhere.example"], m) == {}
     wait_for(lambda: sum(len(x.rcpt_tos) for x in cap.received()) >= 3, 20)
@@ -87,21 +88,36 @@ def test_smarthost_delivery(sarn_factory, capture_factory):
     assert all(x.mail_from == ALICE for x in got)
     assert all(strip_trace(x.content).endswith(m.split(b"\r\n\r\n", 1)[1]) for x in got)
     assert all(not x.tls for x in got), "the capture server offers no STARTTLS"
-    time.sleep(1.5)
+    time.sleep(1)
     assert len(cap.received()) == len(got), "delivered more than once"
 
 
 @pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
-def test_smarthost_auth(sarn_factory, capture_factory, mech):
+def test_smarthost_auth(sarn_mail, capture_factory, mech):
     other = {"PLAIN": "LOGIN", "LOGIN": "PLAIN"}[mech]
-    cap = capture_factory(users={"relayuser": "relay pass"}, auth_exclude=[other])
-    srv = qserver(sarn_factory, smarthost=cap, smarthost_user="relayuser",
+    cap = capture_factory(users={"relayuser": "relay pass"}, auth_exclude=[other], tls=True,
+                          auth_require_tls=True)
+    srv = qserver(sarn_mail, smarthost=cap, smarthost_user="relayuser",
                   smarthost_password="relay pass")
     assert submit(srv, [FRIEND], make_message("authed relay")) == {}
     got = cap.wait(1)
-    assert len(got) == 1 and got[0].auth == "relayuser", got
+    assert len(got) == 1 and got[0].auth == "relayuser" and got[0].tls, got
     assert [a[0] for a in cap.auth_attempts] == [mech], cap.auth_attempts
     assert wait_queue_empty(srv)
+
+
+def test_smarthost_password_not_sent_in_clear(sarn_mail, capture_factory):
+    """sarn's choice (beyond the brief): without STARTTLS at the smarthost the password is
+    withheld and the message waits (it is not bounced)."""
+    cap = capture_factory(users={"relayuser": "pw"})
+    srv = qserver(sarn_mail, smarthost=cap, smarthost_user="relayuser",
+                  smarthost_password="pw")
+    assert submit(srv, [FRIEND], make_message("no clear password")) == {}
+    assert wait_for(lambda: cap.connections >= 1, 10)
+    time.sleep(1)
+    assert cap.auth_attempts == [] and cap.received() == []
+    assert len(queue_list(srv)) == 1
+    assert bounces(srv) == []
 
 
 @pytest.mark.parametrize("policy,offer,tls_expected", [
@@ -109,10 +125,10 @@ def test_smarthost_auth(sarn_factory, capture_factory, mech):
     ("none", True, False),
     ("required", True, True),
 ])
-def test_smarthost_tls_policies(sarn_factory, capture_factory, policy, offer, tls_expected):
+def test_smarthost_tls_policies(sarn_mail, capture_factory, policy, offer, tls_expected):
     cap = capture_factory(tls=offer)
     over = {} if policy == "opportunistic" else {"smarthost_tls": policy}
-    srv = qserver(sarn_factory, smarthost=cap, **over)
+    srv = qserver(sarn_mail, smarthost=cap, **over)
     assert submit(srv, [FRIEND], make_message(f"tls {policy}")) == {}
     got = cap.wait(1)
     assert len(got) == 1
@@ -120,11 +136,11 @@ def test_smarthost_tls_policies(sarn_factory, capture_factory, policy, offer, tl
     assert wait_queue_empty(srv)
 
 
-def test_smarthost_tls_required_without_starttls_holds_mail(sarn_factory, capture_factory):
+def test_smarthost_tls_required_without_starttls_holds_mail(sarn_mail, capture_factory):
     cap = capture_factory(tls=False)
-    srv = qserver(sarn_factory, smarthost=cap, smarthost_tls="required")
+    srv = qserver(sarn_mail, smarthost=cap, smarthost_tls="required")
     assert submit(srv, [FRIEND], make_message("must not go in clear")) == {}
-    time.sleep(3)
+    assert wait_for(lambda: cap.connections >= 2, 10), "no retry after the missing STARTTLS"
     assert cap.received() == [], "sent without TLS although smarthost_tls=required"
     assert all(e[0] != "MAIL" for e in cap.events), "a transaction began without TLS"
     q = queue_list(srv)
@@ -132,9 +148,9 @@ def test_smarthost_tls_required_without_starttls_holds_mail(sarn_factory, captur
     assert bounces(srv) == [], "a TLS failure is temporary, not a bounce"
 
 
-def test_smarthost_auth_with_starttls(sarn_factory, capture_factory):
+def test_smarthost_auth_with_starttls(sarn_mail, capture_factory):
     cap = capture_factory(tls=True, users={"relayuser": "pw"}, auth_require_tls=True)
-    srv = qserver(sarn_factory, smarthost=cap, smarthost_user="relayuser",
+    srv = qserver(sarn_mail, smarthost=cap, smarthost_user="relayuser",
                   smarthost_password="pw")
     assert submit(srv, [FRIEND], make_message("tls + auth")) == {}
     got = cap.wait(1)
@@ -152,7 +168,7 @@ def two_captures(capture_factory):
     return port, a, b
 
 
-def test_mx_by_preference(sarn_factory, capture_factory, dns_factory):
+def test_mx_by_preference(sarn_mail, capture_factory, dns_factory):
     port, a, b = two_captures(capture_factory)
     dns = dns_factory({
         "remote.example": {"MX": [(20, "mx-b.remote.example"), (10, "mx-a.remote.example")],
@@ -160,7 +176,7 @@ def test_mx_by_preference(sarn_factory, capture_factory, dns_factory):
         "mx-a.remote.example": {"A": ["127.0.0.2"]},
         "mx-b.remote.example": {"A": ["127.0.0.1"]},
     })
-    srv = qserver(sarn_factory, dns=dns, remote_port=port)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
     assert submit(srv, [FRIEND], make_message("mx pref")) == {}
     got = b.wait(1)
     assert len(got) == 1 and got[0].rcpt_tos == [FRIEND], "lowest preference MX first"
@@ -169,7 +185,7 @@ def test_mx_by_preference(sarn_factory, capture_factory, dns_factory):
     assert wait_queue_empty(srv)
 
 
-def test_mx_next_host_when_refused(sarn_factory, capture_factory, dns_factory):
+def test_mx_next_host_when_refused(sarn_mail, capture_factory, dns_factory):
     port = free_port(("127.0.0.1", "127.0.0.3"))
     cap = capture_factory(host="127.0.0.1", port=port)
     dns = dns_factory({
@@ -177,7 +193,7 @@ def test_mx_next_host_when_refused(sarn_factory, capture_factory, dns_factory):
         "dead.remote.example": {"A": ["127.0.0.3"]},  # nothing listens there
         "live.remote.example": {"A": ["127.0.0.1"]},
     })
-    srv = qserver(sarn_factory, dns=dns, remote_port=port)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
     assert submit(srv, [FRIEND], make_message("second mx")) == {}
     got = cap.wait(1, timeout=20)
     assert len(got) == 1, "not delivered to the second MX"
@@ -185,10 +201,10 @@ def test_mx_next_host_when_refused(sarn_factory, capture_factory, dns_factory):
     assert bounces(srv) == []
 
 
-def test_a_record_when_no_mx(sarn_factory, capture_factory, dns_factory):
+def test_a_record_when_no_mx(sarn_mail, capture_factory, dns_factory):
     port, a, b = two_captures(capture_factory)
     dns = dns_factory({"remote.example": {"A": ["127.0.0.2"]}})
-    srv = qserver(sarn_factory, dns=dns, remote_port=port)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
     assert submit(srv, [FRIEND], make_message("implicit mx")) == {}
     got = b.wait(1)
     assert len(got) == 1 and got[0].rcpt_tos == [FRIEND]
@@ -197,7 +213,18 @@ def test_a_record_when_no_mx(sarn_factory, capture_factory, dns_factory):
     assert ("remote.example", "MX") in qs and ("remote.example", "A") in qs, qs
 
 
-def test_recipients_split_by_domain(sarn_factory, capture_factory, dns_factory):
+def test_aaaa_record_when_no_mx(sarn_mail, capture_factory, dns_factory):
+    port = free_port(("::1",))
+    cap = capture_factory(host="::1", port=port)
+    dns = dns_factory({"v6.example": {"AAAA": ["::1"]}})
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
+    assert submit(srv, ["six@v6.example"], make_message("over ipv6")) == {}
+    got = cap.wait(1)
+    assert len(got) == 1 and got[0].rcpt_tos == ["six@v6.example"]
+    assert wait_queue_empty(srv)
+
+
+def test_recipients_split_by_domain(sarn_mail, capture_factory, dns_factory):
     port, a, b = two_captures(capture_factory)
     dns = dns_factory({
         "one.example": {"MX": [(10, "mx.one.example")]},
@@ -205,7 +232,7 @@ def test_recipients_split_by_domain(sarn_factory, capture_factory, dns_factory):
         "two.example": {"MX": [(10, "mx.two.example")]},
         "mx.two.example": {"A": ["127.0.0.2"]},
     })
-    srv = qserver(sarn_factory, dns=dns, remote_port=port)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
     rcpts = ["x@one.example", "y@one.example", "z@two.example"]
     assert submit(srv, rcpts, make_message("two domains")) == {}
     a.wait(1)
@@ -216,11 +243,11 @@ def test_recipients_split_by_domain(sarn_factory, capture_factory, dns_factory):
     assert [r for m in b.received() for r in m.rcpt_tos] == ["z@two.example"]
 
 
-def test_null_mx_bounces_at_once(sarn_factory, capture_factory, dns_factory):
+def test_null_mx_bounces_at_once(sarn_mail, capture_factory, dns_factory):
     port = free_port(("127.0.0.1",))
     cap = capture_factory(port=port)
     dns = dns_factory({"nomail.example": {"MX": [(0, ".")], "A": ["127.0.0.1"]}})
-    srv = qserver(sarn_factory, dns=dns, remote_port=port, retry_min=300, retry_max=600)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port, retry_min=300, retry_max=600)
     assert submit(srv, ["who@nomail.example"], make_message("to a null mx")) == {}
     got = wait_bounces(srv, 1, timeout=15)
     assert len(got) == 1, "a null MX bounces at once, not after retries"
@@ -236,40 +263,40 @@ def test_null_mx_bounces_at_once(sarn_factory, capture_factory, dns_factory):
 # Temporary failures
 # ---------------------------------------------------------------------------------------
 
-def test_4xx_at_data_retried_delivered_once(sarn_factory, capture_factory):
+def test_4xx_at_data_retried_delivered_once(sarn_mail, capture_factory):
     cap = capture_factory()
-    cap.fail_data(2, "451 4.3.0 try later")
-    srv = qserver(sarn_factory, smarthost=cap)
+    cap.fail_data(1, "451 4.3.0 try later")
+    srv = qserver(sarn_mail, smarthost=cap)
     assert submit(srv, [FRIEND], make_message("retry me")) == {}
     got = cap.wait(1, timeout=20)
     assert len(got) == 1
     assert wait_queue_empty(srv)
-    time.sleep(2.5)
+    time.sleep(1)
     assert len(cap.received()) == 1, "delivered exactly once"
-    assert cap.data_attempts == 3
+    assert cap.data_attempts == 2
     assert bounces(srv) == []
 
 
-def test_4xx_at_rcpt_retries_only_that_recipient(sarn_factory, capture_factory):
+def test_4xx_at_rcpt_retries_only_that_recipient(sarn_mail, capture_factory):
     cap = capture_factory()
     slow = "slow@remote.example"
-    cap.fail_rcpt(slow, "450 4.2.1 mailbox busy", times=2)
-    srv = qserver(sarn_factory, smarthost=cap)
+    cap.fail_rcpt(slow, "450 4.2.1 mailbox busy", times=1)
+    srv = qserver(sarn_mail, smarthost=cap)
     assert submit(srv, [FRIEND, slow], make_message("partial")) == {}
     wait_for(lambda: cap.deliveries_to(slow) >= 1, 20)
     assert wait_queue_empty(srv)
-    time.sleep(2.5)
+    time.sleep(1)
     assert cap.deliveries_to(FRIEND) == 1, f"the accepted recipient got it again: {cap.received()}"
     assert cap.deliveries_to(slow) == 1
-    assert cap.rcpt_attempts[slow] == 3
+    assert cap.rcpt_attempts[slow] == 2
     assert bounces(srv) == []
 
 
-def test_refused_connection_retried(sarn_factory, capture_factory):
+def test_refused_connection_retried(sarn_mail, capture_factory):
     port = dead_port()
-    srv = qserver(sarn_factory, smarthost=f"127.0.0.1:{port}")
+    srv = qserver(sarn_mail, smarthost=f"127.0.0.1:{port}")
     assert submit(srv, [FRIEND], make_message("later")) == {}
-    time.sleep(1.5)
+    time.sleep(1)
     assert len(queue_list(srv)) == 1
     cap = capture_factory(port=port)
     got = cap.wait(1, timeout=20)
@@ -278,10 +305,10 @@ def test_refused_connection_retried(sarn_factory, capture_factory):
     assert bounces(srv) == []
 
 
-def test_expiry_bounces_with_447(sarn_factory, capture_factory):
+def test_expiry_bounces_with_447(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1000, "451 4.3.0 always later")
-    srv = qserver(sarn_factory, smarthost=cap, expire=3)
+    srv = qserver(sarn_mail, smarthost=cap, expire=2)
     m = make_message("never gets through", "expiry body\r\n")
     assert submit(srv, [FRIEND], m) == {}
     got = wait_bounces(srv, 1, timeout=20)
@@ -292,14 +319,14 @@ def test_expiry_bounces_with_447(sarn_factory, capture_factory):
     assert r[0]["action"] == "failed" and r[0]["status"] == "4.4.7", r
     assert cap.received() == [] and cap.data_attempts >= 1
     assert wait_queue_empty(srv, 5)
-    time.sleep(1.5)
+    time.sleep(1)
     assert len(bounces(srv)) == 1, "one bounce only"
 
 
-def test_delay_warning(sarn_factory, capture_factory):
+def test_delay_warning(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1000, "451 4.3.0 slow down")
-    srv = qserver(sarn_factory, smarthost=cap, delay_warning=2, expire=120)
+    srv = qserver(sarn_mail, smarthost=cap, delay_warning=1, expire=120)
     assert submit(srv, [FRIEND], make_message("delayed")) == {}
     got = wait_bounces(srv, 1, timeout=20)
     assert len(got) == 1, "a delay warning (DSN Action: delayed)"
@@ -308,7 +335,7 @@ def test_delay_warning(sarn_factory, capture_factory):
     assert r[0]["action"] == "delayed" and r[0]["status"].startswith("4."), r
     q = queue_list(srv)
     assert len(q) == 1, "still queued after the warning"
-    time.sleep(2)
+    time.sleep(1.5)
     assert len(bounces(srv)) == 1, "the warning is sent once"
 
 
@@ -316,10 +343,10 @@ def test_delay_warning(sarn_factory, capture_factory):
 # Bounces
 # ---------------------------------------------------------------------------------------
 
-def test_5xx_at_rcpt_bounces(sarn_factory, capture_factory):
+def test_5xx_at_rcpt_bounces(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_rcpt(BAD, "550 5.1.1 no such user")
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     m = make_message("partly undeliverable", "The original body.\r\n", frm=ALICE,
                      to=f"{FRIEND}, {BAD}")
     assert submit(srv, [FRIEND, BAD], m) == {}
@@ -352,10 +379,29 @@ def test_5xx_at_rcpt_bounces(sarn_factory, capture_factory):
     assert len(cap.received()) == 1
 
 
-def test_5xx_at_data_bounces_every_recipient(sarn_factory, capture_factory):
+def test_bounce_goes_to_the_envelope_sender(sarn_mail, capture_factory):
+    """MAIL FROM a +tag address of alice: the bounce still reaches alice's INBOX; bob, who
+    also got a copy of the message, gets no bounce."""
+    cap = capture_factory()
+    cap.fail_rcpt(BAD, "550 5.1.1 no such user")
+    srv = qserver(sarn_mail, smarthost=cap)
+    with session(srv) as c:
+        c.smtp("MAIL FROM:<alice+lists@example.com>", 250)
+        c.smtp(f"RCPT TO:<{BAD}>", 250)
+        c.smtp(f"RCPT TO:<{BOB}>", 250)
+        c.smtp("DATA", 354)
+        c.send(smtp_stuff(make_message("tagged sender", frm="alice+lists@example.com")) + b".\r\n")
+        assert c.reply()[0] == 250
+    got = wait_bounces(srv, 1)
+    assert len(got) == 1
+    assert norm(dsn_parts(got[0])["recipients"][0]["final-recipient"]) == f"rfc822;{BAD}"
+    assert bounces(srv, BOB) == [] and len(srv.messages(BOB)) == 1
+
+
+def test_5xx_at_data_bounces_every_recipient(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1, "554 5.6.0 content rejected")
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     assert submit(srv, [FRIEND, "other@remote.example"], make_message("rejected")) == {}
     got = wait_bounces(srv, 1)
     d = dsn_parts(got[0])
@@ -370,12 +416,12 @@ def test_5xx_at_data_bounces_every_recipient(sarn_factory, capture_factory):
     assert len(bounces(srv)) == 1
 
 
-def test_notify_never_suppresses_bounce(sarn_factory, capture_factory):
+def test_notify_never_suppresses_bounce(sarn_mail, capture_factory):
     cap = capture_factory()
     quiet, loud = "quiet@remote.example", "loud@remote.example"
     cap.fail_rcpt(quiet, "550 5.1.1 no such user")
     cap.fail_rcpt(loud, "550 5.1.1 no such user")
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     with session(srv) as c:
         send(c, [quiet, loud], make_message("notify test"),
              rcpt_params={quiet: "NOTIFY=NEVER", loud: "NOTIFY=FAILURE"})
@@ -389,10 +435,10 @@ def test_notify_never_suppresses_bounce(sarn_factory, capture_factory):
         "NOTIFY=NEVER recipient reported"
 
 
-def test_ret_hdrs_envid_orcpt(sarn_factory, capture_factory):
+def test_ret_hdrs_envid_orcpt(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_rcpt(BAD, "550 5.1.1 no such user")
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     m = make_message("headers only please", "SECRET BODY TEXT\r\n")
     with session(srv) as c:
         send(c, [BAD], m, mail_params=" RET=HDRS ENVID=env-42",
@@ -409,27 +455,39 @@ def test_ret_hdrs_envid_orcpt(sarn_factory, capture_factory):
     assert norm(r["final-recipient"]) == f"rfc822;{BAD}"
 
 
-def test_dsn_options_not_passed_to_a_server_without_dsn(sarn_factory, capture_factory):
+def test_dsn_options_not_passed_to_a_server_without_dsn(sarn_mail, capture_factory):
     """The capture server (aiosmtpd) has no DSN extension and refuses unknown parameters
-    with 555: NOTIFY/ORCPT/RET/ENVID must not be sent to it."""
+    with 555: NOTIFY/ORCPT/RET/ENVID must not be sent to it. NOTIFY=SUCCESS then gets a
+    "relayed" notice (RFC 3461 5.2.2)."""
     cap = capture_factory()
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     with session(srv) as c:
         send(c, [FRIEND], make_message("dsn params"), mail_params=" RET=FULL ENVID=abc",
              rcpt_params={FRIEND: "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;friend@remote.example"})
     got = cap.wait(1)
     assert len(got) == 1
     assert not any("NOTIFY" in o or "ORCPT" in o for o in got[0].rcpt_options)
-    assert bounces(srv) == []
+    notices = wait_bounces(srv, 1, timeout=10)
+    assert len(notices) == 1
+    d = dsn_parts(notices[0])
+    assert [r["action"] for r in d["recipients"]] == ["relayed"], d["recipients"]
+    assert d["per_message"].get("original-envelope-id") == "abc", d["per_message"]
+    # Without NOTIFY=SUCCESS: no notice.
+    with session(srv) as c:
+        send(c, [FRIEND], make_message("no notice"), rcpt_params={FRIEND: "NOTIFY=FAILURE"})
+    cap.wait(2)
+    assert wait_queue_empty(srv)
+    time.sleep(1)
+    assert len(bounces(srv)) == 1
 
 
 # ---------------------------------------------------------------------------------------
 # sarn queue list | flush | delete
 # ---------------------------------------------------------------------------------------
 
-def test_queue_list_and_delete(sarn_factory, capture_factory):
+def test_queue_list_and_delete(sarn_mail, capture_factory):
     port = dead_port()
-    srv = qserver(sarn_factory, smarthost=f"127.0.0.1:{port}", retry_min=300, retry_max=600)
+    srv = qserver(sarn_mail, smarthost=f"127.0.0.1:{port}", retry_min=300, retry_max=600)
     assert queue_list(srv) == []
     m = make_message("to be deleted", "x" * 1000 + "\r\n")
     assert submit(srv, [FRIEND, "second@remote.example"], m) == {}
@@ -451,17 +509,17 @@ def test_queue_list_and_delete(sarn_factory, capture_factory):
     # A deleted message is never sent, even when the host comes back and the queue is flushed.
     cap = capture_factory(port=port)
     assert srv.cli("queue", "flush").returncode == 0
-    time.sleep(2)
+    time.sleep(1.2)
     assert cap.received() == [] and cap.connections == 0
     assert bounces(srv) == [], "deleting is not bouncing"
 
 
-def test_queue_list_recipient_states(sarn_factory, capture_factory):
+def test_queue_list_recipient_states(sarn_mail, capture_factory):
     cap = capture_factory()
     later, bad = "later@remote.example", "gone@remote.example"
     cap.fail_rcpt(later, "451 4.2.0 greylisted")
     cap.fail_rcpt(bad, "550 5.1.1 gone")
-    srv = qserver(sarn_factory, smarthost=cap, retry_min=300, retry_max=600)
+    srv = qserver(sarn_mail, smarthost=cap, retry_min=300, retry_max=600)
     assert submit(srv, [FRIEND, later, bad], make_message("states")) == {}
     cap.wait(1)
 
@@ -477,10 +535,10 @@ def test_queue_list_recipient_states(sarn_factory, capture_factory):
     assert re.search(r"\bfailed\b", lines[bad]) and "550" in lines[bad], lines
 
 
-def test_queue_flush(sarn_factory, capture_factory):
+def test_queue_flush(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1, "451 4.3.0 not now")
-    srv = qserver(sarn_factory, smarthost=cap, retry_min=300, retry_max=600)
+    srv = qserver(sarn_mail, smarthost=cap, retry_min=300, retry_max=600)
     assert submit(srv, [FRIEND], make_message("flush me")) == {}
     assert wait_for(lambda: cap.data_attempts >= 1, 10)
     time.sleep(1.5)
@@ -496,27 +554,27 @@ def test_queue_flush(sarn_factory, capture_factory):
 # Limits and crash safety
 # ---------------------------------------------------------------------------------------
 
-def test_max_per_domain(sarn_factory, capture_factory, dns_factory):
+def test_max_per_domain(sarn_mail, capture_factory, dns_factory):
     port = free_port(("127.0.0.1",))
     cap = capture_factory(port=port)
-    cap.data_delay = 0.4
+    cap.data_delay = 0.3
     dns = dns_factory({"remote.example": {"MX": [(10, "mx.remote.example")]},
                        "mx.remote.example": {"A": ["127.0.0.1"]}})
-    srv = qserver(sarn_factory, dns=dns, remote_port=port, max_per_domain=1)
+    srv = qserver(sarn_mail, dns=dns, remote_port=port, max_per_domain=1)
     with session(srv) as c:
-        for i in range(4):
+        for i in range(3):
             send(c, [f"r{i}@remote.example"], make_message(f"parallel {i}"))
-    wait_for(lambda: len(cap.received()) >= 4, 25)
-    assert len(cap.received()) == 4
+    wait_for(lambda: len(cap.received()) >= 3, 25)
+    assert len(cap.received()) == 3
     assert cap.max_active_connections == 1, \
         f"{cap.max_active_connections} connections at once with max_per_domain=1"
     assert wait_queue_empty(srv)
 
 
-def test_sigkill_during_delivery_loses_nothing(sarn_factory, capture_factory):
+def test_sigkill_during_delivery_loses_nothing(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.stall_data(8, "451 4.3.0 stalled")
-    srv = qserver(sarn_factory, smarthost=cap)
+    srv = qserver(sarn_mail, smarthost=cap)
     m = make_message("survives a crash", "crash body\r\n")
     assert submit(srv, [FRIEND], m) == {}
     assert wait_for(lambda: cap.data_attempts >= 1, 10), "delivery never started"
@@ -529,9 +587,9 @@ def test_sigkill_during_delivery_loses_nothing(sarn_factory, capture_factory):
     assert wait_queue_empty(srv)
 
 
-def test_sigkill_right_after_250_loses_nothing(sarn_factory, capture_factory):
+def test_sigkill_right_after_250_loses_nothing(sarn_mail, capture_factory):
     port = dead_port()
-    srv = qserver(sarn_factory, smarthost=f"127.0.0.1:{port}")
+    srv = qserver(sarn_mail, smarthost=f"127.0.0.1:{port}")
     for i in range(3):
         assert submit(srv, [f"r{i}@remote.example"], make_message(f"durable {i}")) == {}
     srv.kill()
@@ -543,10 +601,10 @@ def test_sigkill_right_after_250_loses_nothing(sarn_factory, capture_factory):
     assert wait_queue_empty(srv)
 
 
-def test_queue_survives_clean_restart(sarn_factory, capture_factory):
+def test_queue_survives_clean_restart(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1, "451 4.3.0 later")
-    srv = qserver(sarn_factory, smarthost=cap, retry_min=2, retry_max=2)
+    srv = qserver(sarn_mail, smarthost=cap, retry_min=2, retry_max=2)
     assert submit(srv, [FRIEND], make_message("restart")) == {}
     assert wait_for(lambda: cap.data_attempts >= 1, 10)
     srv.stop_ok()
