@@ -321,9 +321,9 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Ids of the files with extension ext. */
-static int list_files(const char *data_dir, const char *ext, char ***ids_r, size_t *n_r)
+int queue_ids(const char *data_dir, char ***ids_r, size_t *n_r)
 {
+	static const char ext[] = "env";
 	char *dir = queue_dir(data_dir);
 	DIR *d = opendir(dir);
 	free(dir);
@@ -352,11 +352,6 @@ static int list_files(const char *data_dir, const char *ext, char ***ids_r, size
 	return 0;
 }
 
-int queue_ids(const char *data_dir, char ***ids_r, size_t *n_r)
-{
-	return list_files(data_dir, "env", ids_r, n_r);
-}
-
 void queue_ids_free(char **ids, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -364,25 +359,31 @@ void queue_ids_free(char **ids, size_t n)
 	free(ids);
 }
 
-void queue_remove_orphans(const char *data_dir)
+void queue_remove_orphans(const char *data_dir, int64_t min_age)
 {
-	char **ids;
-	size_t n;
-	if (list_files(data_dir, "msg", &ids, &n) < 0)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		char *env = file_path(data_dir, ids[i], "env");
+	char *dir = queue_dir(data_dir);
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int64_t now = (int64_t)time(NULL);
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		const char *name = de->d_name;
+		size_t len = strlen(name);
+		bool msg = len == QUEUE_ID_LEN + 4 && strcmp(name + QUEUE_ID_LEN, ".msg") == 0;
+		bool tmp = len == QUEUE_ID_LEN + 8 && strcmp(name + QUEUE_ID_LEN, ".env.tmp") == 0;
+		if (!msg && !tmp)
+			continue;
+		char *path = xasprintf("%s/%s", dir, name);
+		char *env = xasprintf("%s/%.*s.env", dir, QUEUE_ID_LEN, name);
 		struct stat st;
-		if (stat(env, &st) < 0 && errno == ENOENT) {
-			char *msg = file_path(data_dir, ids[i], "msg");
-			/* Written at most a moment ago by a delivery still in progress? Leave it. */
-			if (stat(msg, &st) == 0 && st.st_mtime < time(NULL) - 3600) {
-				log_warn("event=queue_orphan id=%s action=removed", ids[i]);
-				unlink(msg);
-			}
-			free(msg);
+		bool orphan = tmp || (stat(env, &st) < 0 && errno == ENOENT);
+		if (orphan && stat(path, &st) == 0 && now - (int64_t)st.st_mtime >= min_age) {
+			log_warn("event=queue_orphan file=%s action=removed", name);
+			unlink(path);
 		}
 		free(env);
+		free(path);
 	}
-	queue_ids_free(ids, n);
+	if (d != NULL)
+		closedir(d);
+	free(dir);
 }

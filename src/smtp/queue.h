@@ -63,7 +63,9 @@ bool queue_id_valid(const char *id);
 /* The message file, opened read-only and locked (LOCK_EX|LOCK_NB) for a delivery or a
  * delete. Returns the fd, -1 with errno EWOULDBLOCK if another process holds it. */
 int queue_lock(const char *data_dir, const char *id);
-/* Removes .msg files left without an .env (a crash between the two writes). */
-void queue_remove_orphans(const char *data_dir);
+/* Removes what a crash can leave: a .msg without its .env (killed between the two writes of
+ * an enqueue, or of a removal) and .env.tmp files, if at least min_age seconds old. At
+ * start-up, before anything is queued, min_age is 0. */
+void queue_remove_orphans(const char *data_dir, int64_t min_age);
 
 #endif

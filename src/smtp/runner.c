@@ -344,13 +344,13 @@ static void *scheduler_main(void *arg)
 	struct queue_runner *r = arg;
 	struct scan_entry *cache = NULL;
 	size_t ncache = 0;
-	time_t last_sweep = 0;
+	time_t last_sweep = time(NULL);
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping) {
 		r->kicked = false;
 		pthread_mutex_unlock(&r->lock);
 		if (time(NULL) - last_sweep >= ORPHAN_SWEEP_SECONDS) {
-			queue_remove_orphans(config_current()->data_dir);
+			queue_remove_orphans(config_current()->data_dir, ORPHAN_SWEEP_SECONDS);
 			last_sweep = time(NULL);
 		}
 		scan(r, &cache, &ncache);
@@ -374,6 +374,8 @@ struct queue_runner *queue_runner_start(struct store *store, struct auth_db *aut
 		log_error("event=queue_init error=\"%s\"", strerror(errno));
 		return NULL;
 	}
+	/* Nothing is being queued yet: whatever a crash left half-written goes now. */
+	queue_remove_orphans(cfg->data_dir, 0);
 	struct resolver *resolver = resolver_new(cfg->dns_server);
 	SSL_CTX *tls = SSL_CTX_new(TLS_client_method());
 	if (resolver == NULL || tls == NULL) {
