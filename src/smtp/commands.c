@@ -36,8 +36,9 @@ void smtp_cmd_helo(struct smtp *s, const char *verb, char *args)
 		buf_append_str(&b, "250-STARTTLS\r\n");
 	if (s->submission) {
 		buf_append_str(&b, "250-DSN\r\n");
+		/* "AUTH=" too: the pre-RFC 2554 form some Outlook versions still look for. */
 		if (login_plaintext_allowed(s->c) && s->account == NULL)
-			buf_append_str(&b, "250-AUTH PLAIN LOGIN\r\n");
+			buf_append_str(&b, "250-AUTH PLAIN LOGIN\r\n250-AUTH=PLAIN LOGIN\r\n");
 	}
 	buf_append_str(&b, "250 ENHANCEDSTATUSCODES\r\n");
 	conn_write(s->c, b.data, b.len);
