@@ -58,7 +58,7 @@ void config_defaults(struct config *cfg)
 	cfg->queue_expire = 5 * 86400;
 	cfg->delay_warning = 4 * 3600;
 	cfg->max_per_domain = 4;
-	cfg->queue_workers = 4;
+	cfg->queue_workers = 16;
 	cfg->connect_timeout = 30;
 	cfg->command_timeout = 300;
 }
