@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -185,4 +186,12 @@ void release_free_memory(void)
 #ifndef SARN_ASAN
 	malloc_trim(0);
 #endif
+}
+
+void format_mail_date(int64_t t, char out[MAIL_DATE_MAX])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	localtime_r(&tt, &tm);
+	strftime(out, MAIL_DATE_MAX, "%a, %d %b %Y %H:%M:%S %z", &tm);
 }

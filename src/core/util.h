@@ -31,6 +31,10 @@ int mkdir_p(const char *dir, unsigned mode);
 /* Hands memory freed to the allocator back to the system (malloc_trim; a no-op under
  * AddressSanitizer, whose allocator is not glibc's). */
 void release_free_memory(void);
+/* Formats t (Unix seconds) as an RFC 5322 date-time in local time, e.g.
+ * "Fri, 27 Nov 2026 16:05:00 +0000" (the C locale's day and month names). */
+#define MAIL_DATE_MAX 40
+void format_mail_date(int64_t t, char out[MAIL_DATE_MAX]);
 /* Random hex string of 2*nbytes characters (OpenSSL RAND_bytes). */
 char *random_hex(size_t nbytes);
 

@@ -32,11 +32,8 @@ static void write_data(struct smtp *s, const unsigned char *p, size_t len)
 
 static void received_header(struct smtp *s, struct buf *b)
 {
-	char date[64];
-	time_t now = time(NULL);
-	struct tm tm;
-	localtime_r(&now, &tm);
-	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	char date[MAIL_DATE_MAX];
+	format_mail_date((int64_t)time(NULL), date);
 	const char *with = s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
 	buf_printf(b, "Received: from %s (%s)\r\n\tby %s (sarn) with %s%s id %08x",
 		   s->helo, conn_peer_ip(s->c), conn_config(s->c)->hostname, with,

@@ -14,14 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static void format_date(int64_t t, char *out, size_t size)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	localtime_r(&tt, &tm);
-	strftime(out, size, "%a, %d %b %Y %H:%M:%S %z", &tm);
-}
-
 static const char *action_name(enum notice_action a)
 {
 	switch (a) {
@@ -56,8 +48,8 @@ static void human_part(const struct config *cfg, const struct notice *n, struct 
 
 static void status_part(const struct config *cfg, const struct notice *n, struct buf *b)
 {
-	char date[64];
-	format_date(n->arrival, date, sizeof date);
+	char date[MAIL_DATE_MAX];
+	format_mail_date(n->arrival, date);
 	buf_printf(b, "Reporting-MTA: dns; %s\r\n", cfg->hostname);
 	if (n->envid != NULL)
 		buf_printf(b, "Original-Envelope-Id: %s\r\n", n->envid);
@@ -71,7 +63,7 @@ static void status_part(const struct config *cfg, const struct notice *n, struct
 		if (r->diagnostic != NULL)
 			buf_printf(b, "Diagnostic-Code: smtp; %s\r\n", r->diagnostic);
 		if (r->action == NOTICE_DELAYED && n->retry_until > 0) {
-			format_date(n->retry_until, date, sizeof date);
+			format_mail_date(n->retry_until, date);
 			buf_printf(b, "Will-Retry-Until: %s\r\n", date);
 		}
 	}
@@ -93,8 +85,8 @@ static const char *subject_for(enum notice_action a)
 static enum store_err build(struct store *store, const struct config *cfg, const struct notice *n,
 			    struct store_blob **blob_r)
 {
-	char date[64];
-	format_date((int64_t)time(NULL), date, sizeof date);
+	char date[MAIL_DATE_MAX];
+	format_mail_date((int64_t)time(NULL), date);
 	char *boundary = random_hex(12);
 	char *msgid = random_hex(12);
 	struct buf b = {0};

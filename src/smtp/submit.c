@@ -139,11 +139,8 @@ enum store_err submit_prepare(struct store *store, const struct config *cfg,
 		return STORE_TEMP;
 	}
 	if (!submit_has_field(&header, "Date")) {
-		char date[64];
-		time_t now = time(NULL);
-		struct tm tm;
-		localtime_r(&now, &tm);
-		strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		char date[MAIL_DATE_MAX];
+		format_mail_date((int64_t)time(NULL), date);
 		buf_printf(&added, "Date: %s\r\n", date);
 	}
 	if (!submit_has_field(&header, "Message-ID")) {
