@@ -16,6 +16,7 @@ commands with errors:
     cap.fail_rcpt("bad@remote.test", "550 5.1.1 no such user")             always
     cap.fail_rcpt("slow@remote.test", "450 4.2.1 busy", times=1)           once
     cap.data_delay = 0.5                             every DATA (that is accepted) sleeps first
+    cap.max_rcpts = 2                                RCPTs beyond 2 in a transaction: 452 4.5.3
 """
 import asyncio
 import email
@@ -133,6 +134,8 @@ class _Handler:
                         cap._rcpt_rules[address.lower()] = (reply, times - 1)
         if reply:
             return reply
+        if cap.max_rcpts and len(envelope.rcpt_tos) >= cap.max_rcpts:
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 OK"
@@ -220,6 +223,7 @@ class Capture:
         self.rcpt_attempts = {}
         self.data_attempts = 0
         self.data_delay = 0
+        self.max_rcpts = 0
         self.active_data = self.max_active_data = 0
         self.connections = self.active_connections = self.max_active_connections = 0
         self.auth_attempts = []

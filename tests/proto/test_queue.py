@@ -398,6 +398,36 @@ def test_bounce_goes_to_the_envelope_sender(sarn_mail, capture_factory):
     assert bounces(srv, BOB) == [] and len(srv.messages(BOB)) == 1
 
 
+def test_multiline_remote_reply_in_bounce(sarn_mail, capture_factory):
+    cap = capture_factory()
+    cap.fail_rcpt(BAD, "550-5.1.1 first line of the reason\r\n550 5.1.1 second line")
+    srv = qserver(sarn_mail, smarthost=cap)
+    assert submit(srv, [BAD], make_message("multi-line reply")) == {}
+    got = wait_bounces(srv, 1)
+    d = dsn_parts(got[0])  # still a well-formed report
+    assert len(d["recipients"]) == 1
+    r = d["recipients"][0]
+    assert r["action"] == "failed" and r["status"] == "5.1.1", r
+    assert "first line of the reason" in r["diagnostic-code"], r
+    assert "second line" in r["diagnostic-code"], r
+    assert d["original_type"] == "message/rfc822"
+
+
+def test_too_many_recipients_at_remote(sarn_mail, capture_factory):
+    """452 4.5.3 at RCPT (RFC 5321 4.5.3.1.10): the remaining recipients are sent in another
+    transaction; everyone gets exactly one copy."""
+    cap = capture_factory()
+    cap.max_rcpts = 2
+    srv = qserver(sarn_mail, smarthost=cap)
+    rcpts = [f"r{i}@remote.example" for i in range(5)]
+    assert submit(srv, rcpts, make_message("many rcpts")) == {}
+    wait_for(lambda: all(cap.deliveries_to(r) for r in rcpts), 25)
+    assert wait_queue_empty(srv)
+    assert {r: cap.deliveries_to(r) for r in rcpts} == {r: 1 for r in rcpts}
+    assert all(len(m.rcpt_tos) <= 2 for m in cap.received())
+    assert bounces(srv) == []
+
+
 def test_5xx_at_data_bounces_every_recipient(sarn_mail, capture_factory):
     cap = capture_factory()
     cap.fail_data(1, "554 5.6.0 content rejected")

@@ -189,6 +189,19 @@ def test_auth_plain_with_authzid_of_self(sub):
         assert (code, enhanced(t)) == (235, "2.7.0"), t
 
 
+def test_auth_plain_authzid_of_another_user_refused(sub):
+    """alice's password must not let her act as bob (RFC 4616 authorization identity)."""
+    c, _ = open_session(sub)
+    with c:
+        code, t = c.smtp(f"AUTH PLAIN {sasl_plain(ALICE, 'secret', authz=BOB)}")
+        assert code != 235 and 500 <= code < 600, f"authzid bob with alice's password: {code} {t}"
+        code, t = c.smtp(f"MAIL FROM:<{BOB}>")
+        assert code in (530, 553), t
+        login(c)
+        code, t = c.smtp(f"MAIL FROM:<{BOB}>")
+        assert code == 553, t
+
+
 def test_auth_login(sub):
     c, _ = open_session(sub)
     with c:
@@ -535,6 +548,48 @@ def test_bdat_remote_recipient(sub, cap):
     got = cap.wait(1)
     assert len(got) == 1
     assert strip_trace(got[0].content) == BDAT_MSG
+
+
+def test_bdat_without_final_crlf_relayed(sub, cap):
+    """A BDAT message need not end in CRLF; sent on with DATA it must still end cleanly."""
+    m = BDAT_MSG + b"last line without CRLF"
+    c = authed(sub)
+    with c:
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        c.smtp(f"RCPT TO:<{REMOTE}>", 250)
+        c.smtp(f"RCPT TO:<{BOB}>", 250)
+        assert [r[0] for r in bdat_chunks(c, [m])] == [250]
+        c.smtp("NOOP", 250)
+    got = cap.wait(1)
+    assert len(got) == 1
+    assert strip_trace(got[0].content) in (m, m + b"\r\n"), got[0].content[-80:]
+    local = strip_trace(sub.messages(BOB)[0])
+    assert local in (m, m + b"\r\n")
+
+
+SMUGGLE = (b"From: alice@example.com\r\nTo: friend@remote.example\r\nSubject: smuggle\r\n"
+           b"Message-ID: <sm.1@client.test>\r\nDate: Thu, 01 Jan 2026 00:00:00 +0000\r\n\r\n"
+           b"one\n.\nMAIL FROM:<alice@example.com>\nRCPT TO:<victim@remote.example>\nDATA\n"
+           b"smuggled A\n.\r\nRSET\r\nMAIL FROM:<alice@example.com>\r\n"
+           b"RCPT TO:<victim@remote.example>\r\nDATA\r\nsmuggled B\r.\r\nend\r\n")
+
+
+def test_bdat_bare_line_endings_not_sent_raw(sub, cap):
+    """BDAT takes octets raw, but what goes out must not carry bare LF / bare CR: a lenient
+    next hop could read "\n.\n" or "\r\n.\n" as the end of the data (SMTP smuggling)."""
+    c = authed(sub)
+    with c:
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        c.smtp(f"RCPT TO:<{REMOTE}>", 250)
+        assert [r[0] for r in bdat_chunks(c, [SMUGGLE])] == [250]
+    got = cap.wait(1)
+    time.sleep(1)
+    got = cap.received()
+    assert len(got) == 1 and got[0].rcpt_tos == [REMOTE], got
+    body = got[0].content
+    assert not re.search(rb"(?<!\r)\n", body), "bare LF sent to the next hop"
+    assert not re.search(rb"\r(?!\n)", body), "bare CR sent to the next hop"
+    assert b"smuggled A" in body and b"smuggled B" in body and body.rstrip().endswith(b"end")
 
 
 def test_bdat_on_smtp_listener(sub):
