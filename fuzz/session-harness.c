@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +52,7 @@
 #define CORPUS_MAX_SIZE 32768
 /* After this many chunks the rest of the input goes at once (1-byte chunks of 64 KiB would
  * be slow without finding more). */
-#define MAX_CHUNKS 512
+#define MAX_CHUNKS 96
 #define RESTORE_EVERY 256
 
 int __real_auth_verify(struct auth_db *db, const char *address, const char *password,
@@ -569,6 +570,11 @@ static void client_tick(void *arg)
 		ev_post(loop, client_tick, cl);
 }
 
+static void job_barrier(void *arg)
+{
+	sem_post(arg);
+}
+
 static unsigned fnv1a(const uint8_t *data, size_t size)
 {
 	unsigned h = 2166136261u;
@@ -606,6 +612,15 @@ void fuzz_session_run(const struct proto *proto, const uint8_t *data, size_t siz
 	ev_io_stop(w.loop, &cl.io);
 	client_read(&cl, EV_READ); /* the last responses */
 	close(cl.fd);
+	/* A job thread hands its result to the loop with ev_post, which still touches the loop
+	 * after the result may have been run here: the loop is freed only once the job thread
+	 * has taken a later job. (The server's loops outlive its job pool.) */
+	sem_t done;
+	sem_init(&done, 0, 0);
+	workq_submit(H.app.jobs, job_barrier, NULL, NULL, &done);
+	while (sem_wait(&done) < 0)
+		;
+	sem_destroy(&done);
 	ev_loop_drain(w.loop);
 	ev_loop_free(&w.loop);
 	ratelimit_free(&H.app.auth_fail_ip);
