@@ -17,6 +17,8 @@ commands with errors:
     cap.fail_rcpt("slow@remote.test", "450 4.2.1 busy", times=1)           once
     cap.data_delay = 0.5                             every DATA (that is accepted) sleeps first
     cap.max_rcpts = 2                                RCPTs beyond 2 in a transaction: 452 4.5.3
+    capture_factory(dsn=True)                        advertises DSN, takes RET/ENVID/NOTIFY/ORCPT
+    capture_factory(tls_broken=True)                 offers STARTTLS whose handshake fails
 """
 import asyncio
 import email
@@ -108,6 +110,8 @@ class _Handler:
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         session.host_name = hostname
+        if self.cap.dsn:
+            responses = responses[:-1] + ["250-DSN"] + responses[-1:]
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
@@ -181,6 +185,15 @@ class _CountingSMTP(SMTP):
 
     cap = None
 
+    def _getparams(self, params):
+        # With cap.dsn the RFC 3461 parameters are accepted (aiosmtpd refuses unknown ones
+        # with 555); the hooks still see them in mail_options / rcpt_options.
+        result = super()._getparams(params)
+        if result is not None and self.cap is not None and self.cap.dsn:
+            for k in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(k, None)
+        return result
+
     def connection_made(self, transport):
         if not getattr(self, "_counted", False) and self.cap is not None:
             self._counted = True
@@ -214,7 +227,8 @@ class Capture:
     """An SMTP server (aiosmtpd) that records what it is sent."""
 
     def __init__(self, host="127.0.0.1", port=None, tls_cert=None, require_starttls=False,
-                 users=None, auth_require_tls=False, auth_exclude=(), name="capture.test"):
+                 users=None, auth_require_tls=False, auth_exclude=(), name="capture.test",
+                 dsn=False, tls_broken=False):
         self.host = host
         self.port = port or free_port((host,))
         self.lock = threading.Lock()
@@ -230,10 +244,19 @@ class Capture:
         self._rcpt_rules = {}
         self._data_actions = []
         self.users = dict(users or {})
+        self.dsn = dsn
         kw = {"server_hostname": name}
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls_cert)
+            if tls_broken:
+                # STARTTLS is offered, but no TLS 1.2+ client can complete a handshake.
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    ctx.set_ciphers("ALL:@SECLEVEL=0")
+                    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+                    ctx.maximum_version = ssl.TLSVersion.TLSv1
             kw["tls_context"] = ctx
             kw["require_starttls"] = require_starttls
         if users is not None:
@@ -328,7 +351,11 @@ class _Resolver:
         qtype = QTYPE[request.q.qtype]
         with self.lock:
             self.queries.append((name, qtype))
-        rrs = self.records.get(name)
+        with self.lock:
+            rrs = self.records.get(name)
+        if rrs == "SERVFAIL":
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
         if rrs is None:
             if self.default_a is not None:
                 rrs = {"A": [self.default_a]}
@@ -351,8 +378,9 @@ class DnsServer:
     """dnslib on 127.0.0.1, UDP and TCP on the same free port.
 
     records: {"remote.test": {"MX": [(10, "mx1.remote.test")], "A": ["127.0.0.1"],
-              "AAAA": ["::1"]}}; a null MX is (0, "."). Names not listed: NXDOMAIN (or an A
-    record default_a if given); a listed name without the asked type: an empty answer.
+              "AAAA": ["::1"]}}; a null MX is (0, "."); the value "SERVFAIL" answers SERVFAIL.
+    Names not listed: NXDOMAIN (or an A record default_a if given); a listed name without the
+    asked type: an empty answer.
     """
 
     def __init__(self, records, default_a=None, host="127.0.0.1"):
@@ -385,6 +413,14 @@ class DnsServer:
         with self.resolver.lock:
             return list(self.resolver.queries)
 
+    def set(self, name, rrs):
+        """Changes (or with None removes) a name's records; "SERVFAIL" makes it fail."""
+        with self.resolver.lock:
+            if rrs is None:
+                self.resolver.records.pop(name.lower().rstrip("."), None)
+            else:
+                self.resolver.records[name.lower().rstrip(".")] = rrs
+
     def start(self):
         self.threads = []
         for s in (self.udp, self.tcp):
@@ -411,6 +447,7 @@ def capture_factory(tmp_path):
     cert = []
 
     def make(host="127.0.0.1", port=None, tls=False, start=True, **kw):
+        tls = tls or kw.get("tls_broken", False)
         if tls and not cert:
             cert.append(make_cert(str(tmp_path)))
         cap = Capture(host=host, port=port, tls_cert=cert[0] if tls else None, **kw)
@@ -476,7 +513,7 @@ def sarn_mail(sarn_factory, _accounts_template):
 
 def queue_config(smarthost=None, dns=None, remote_port=None, **kw):
     """[queue] overrides: fast retries, a short expiry unless given."""
-    q = {"retry_min": 1, "retry_max": 2}
+    q = {"retry_min": 1, "retry_max": 1}
     if smarthost is not None:
         q["smarthost"] = smarthost.address if isinstance(smarthost, Capture) else smarthost
     if dns is not None:

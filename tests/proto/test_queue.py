@@ -148,6 +148,23 @@ def test_smarthost_tls_required_without_starttls_holds_mail(sarn_mail, capture_f
     assert bounces(srv) == [], "a TLS failure is temporary, not a bounce"
 
 
+@pytest.mark.parametrize("policy", ["opportunistic", "required"])
+def test_smarthost_starttls_handshake_fails(sarn_mail, capture_factory, policy):
+    """STARTTLS offered but the handshake fails: opportunistic still delivers (in clear, on a
+    new connection), required holds the message."""
+    cap = capture_factory(tls_broken=True)
+    srv = qserver(sarn_mail, smarthost=cap, smarthost_tls=policy)
+    assert submit(srv, [FRIEND], make_message(f"broken tls {policy}")) == {}
+    if policy == "opportunistic":
+        got = cap.wait(1, timeout=20)
+        assert len(got) == 1 and not got[0].tls
+        assert wait_queue_empty(srv)
+    else:
+        assert wait_for(lambda: cap.connections >= 2, 10), "not retried"
+        assert cap.received() == [] and all(e[0] != "MAIL" for e in cap.events)
+        assert len(queue_list(srv)) == 1 and bounces(srv) == []
+
+
 def test_smarthost_auth_with_starttls(sarn_mail, capture_factory):
     cap = capture_factory(tls=True, users={"relayuser": "pw"}, auth_require_tls=True)
     srv = qserver(sarn_mail, smarthost=cap, smarthost_user="relayuser",
@@ -189,7 +206,8 @@ def test_mx_next_host_when_refused(sarn_mail, capture_factory, dns_factory):
     port = free_port(("127.0.0.1", "127.0.0.3"))
     cap = capture_factory(host="127.0.0.1", port=port)
     dns = dns_factory({
-        "remote.example": {"MX": [(10, "dead.remote.example"), (20, "live.remote.example")]},
+        "remote.example": {"MX": [(5, "nx.remote.example"), (10, "dead.remote.example"),
+                                  (20, "live.remote.example")]},  # nx.: NXDOMAIN
         "dead.remote.example": {"A": ["127.0.0.3"]},  # nothing listens there
         "live.remote.example": {"A": ["127.0.0.1"]},
     })
@@ -199,6 +217,33 @@ def test_mx_next_host_when_refused(sarn_mail, capture_factory, dns_factory):
     assert len(got) == 1, "not delivered to the second MX"
     assert wait_queue_empty(srv)
     assert bounces(srv) == []
+
+
+def test_a_records_tried_in_turn(sarn_mail, capture_factory, dns_factory):
+    port = free_port(("127.0.0.1", "127.0.0.3"))
+    cap = capture_factory(host="127.0.0.1", port=port)
+    dns = dns_factory({"remote.example": {"A": ["127.0.0.3", "127.0.0.1"]}})
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
+    assert submit(srv, [FRIEND], make_message("second address")) == {}
+    assert len(cap.wait(1)) == 1
+    assert wait_queue_empty(srv)
+
+
+def test_dns_servfail_is_temporary(sarn_mail, capture_factory, dns_factory):
+    port = free_port(("127.0.0.1",))
+    cap = capture_factory(port=port)
+    dns = dns_factory({"remote.example": "SERVFAIL", "mx.remote.example": {"A": ["127.0.0.1"]}})
+    srv = qserver(sarn_mail, dns=dns, remote_port=port)
+    assert submit(srv, [FRIEND], make_message("dns trouble")) == {}
+    assert wait_for(lambda: ("remote.example", "MX") in dns.queries(), 10)
+    time.sleep(1)
+    assert bounces(srv) == [], "SERVFAIL bounced the message"
+    q = queue_list(srv)
+    assert len(q) == 1 and any("pending" in r for r in q[0]["rcpts"]), q
+    dns.set("remote.example", {"MX": [(10, "mx.remote.example")]})
+    got = cap.wait(1, timeout=25)
+    assert len(got) == 1, "not delivered once DNS answered"
+    assert wait_queue_empty(srv)
 
 
 def test_a_record_when_no_mx(sarn_mail, capture_factory, dns_factory):
@@ -306,18 +351,21 @@ def test_refused_connection_retried(sarn_mail, capture_factory):
 
 
 def test_expiry_bounces_with_447(sarn_mail, capture_factory):
+    """Only the recipient that never got through is reported; the other one got its copy."""
     cap = capture_factory()
-    cap.fail_data(1000, "451 4.3.0 always later")
+    cap.fail_rcpt(FRIEND, "451 4.2.0 always later")
+    ok = "ok@remote.example"
     srv = qserver(sarn_mail, smarthost=cap, expire=2)
     m = make_message("never gets through", "expiry body\r\n")
-    assert submit(srv, [FRIEND], m) == {}
+    assert submit(srv, [FRIEND, ok], m) == {}
     got = wait_bounces(srv, 1, timeout=20)
     assert len(got) == 1
     d = dsn_parts(got[0])
     r = d["recipients"]
-    assert len(r) == 1 and norm(r[0]["final-recipient"]) == f"rfc822;{FRIEND}"
+    assert len(r) == 1 and norm(r[0]["final-recipient"]) == f"rfc822;{FRIEND}", r
     assert r[0]["action"] == "failed" and r[0]["status"] == "4.4.7", r
-    assert cap.received() == [] and cap.data_attempts >= 1
+    assert cap.deliveries_to(FRIEND) == 0 and cap.rcpt_attempts[FRIEND.lower()] >= 2
+    assert cap.deliveries_to(ok) == 1
     assert wait_queue_empty(srv, 5)
     time.sleep(1)
     assert len(bounces(srv)) == 1, "one bounce only"
@@ -335,7 +383,7 @@ def test_delay_warning(sarn_mail, capture_factory):
     assert r[0]["action"] == "delayed" and r[0]["status"].startswith("4."), r
     q = queue_list(srv)
     assert len(q) == 1, "still queued after the warning"
-    time.sleep(1.5)
+    time.sleep(1.2)
     assert len(bounces(srv)) == 1, "the warning is sent once"
 
 
@@ -483,6 +531,67 @@ def test_ret_hdrs_envid_orcpt(sarn_mail, capture_factory):
     r = d["recipients"][0]
     assert norm(r.get("original-recipient")) == "rfc822;orig@remote.example", r
     assert norm(r["final-recipient"]) == f"rfc822;{BAD}"
+
+
+def test_delay_warning_only_when_requested(sarn_mail, capture_factory):
+    """RFC 3461: a "delayed" DSN only for recipients whose NOTIFY includes DELAY (or has no
+    NOTIFY); NOTIFY=FAILURE alone asks for none."""
+    cap = capture_factory()
+    a, b = "a@remote.example", "b@remote.example"
+    cap.fail_rcpt(a, "451 4.2.0 later")
+    cap.fail_rcpt(b, "451 4.2.0 later")
+    srv = qserver(sarn_mail, smarthost=cap, delay_warning=1, expire=120)
+    with session(srv) as c:
+        send(c, [a, b], make_message("delay semantics"),
+             rcpt_params={a: "NOTIFY=FAILURE", b: "NOTIFY=DELAY,FAILURE"})
+    got = wait_bounces(srv, 1, timeout=15)
+    time.sleep(1.2)
+    got = bounces(srv)
+    assert len(got) == 1, f"{len(got)} notices"
+    d = dsn_parts(got[0])
+    assert [norm(r["final-recipient"]) for r in d["recipients"]] == [f"rfc822;{b}"], d["recipients"]
+    assert d["recipients"][0]["action"] == "delayed"
+
+
+def test_success_dsn_for_local_delivery(sarn_mail):
+    """RFC 3461 6.2: NOTIFY=SUCCESS on a recipient delivered into a local mailbox asks for a
+    "delivered" DSN."""
+    srv = sarn_mail(overrides={"queue": queue_config()})
+    with session(srv) as c:
+        send(c, [BOB], make_message("tell me"), mail_params=" ENVID=ok-1",
+             rcpt_params={BOB: "NOTIFY=SUCCESS"})
+        send(c, [BOB], make_message("do not tell"), rcpt_params={BOB: "NOTIFY=FAILURE"})
+    assert len(srv.messages(BOB)) == 2
+    got = wait_bounces(srv, 1, timeout=10)
+    time.sleep(1)
+    got = bounces(srv)
+    assert len(got) == 1, f"{len(got)} DSNs"
+    d = dsn_parts(got[0])
+    assert [r["action"] for r in d["recipients"]] == ["delivered"], d["recipients"]
+    assert norm(d["recipients"][0]["final-recipient"]) == f"rfc822;{BOB}"
+    assert d["recipients"][0]["status"].startswith("2.")
+    assert d["per_message"].get("original-envelope-id") == "ok-1"
+
+
+def test_dsn_parameters_passed_to_a_dsn_server(sarn_mail, capture_factory):
+    """A next hop that offers DSN gets RET/ENVID/NOTIFY/ORCPT, and takes over: no "relayed"
+    notice from sarn."""
+    cap = capture_factory(dsn=True)
+    srv = qserver(sarn_mail, smarthost=cap)
+    with session(srv) as c:
+        send(c, [FRIEND], make_message("dsn passthrough"), mail_params=" RET=HDRS ENVID=env-7",
+             rcpt_params={FRIEND: "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;friend@remote.example"})
+    got = cap.wait(1)
+    assert len(got) == 1
+    mo = [o.upper() for o in got[0].mail_options]
+    ro = [o.upper() for o in got[0].rcpt_options]
+    assert "RET=HDRS" in mo and "ENVID=ENV-7" in mo, mo
+    assert any(o.startswith("NOTIFY=") and set(o[7:].split(",")) == {"SUCCESS", "FAILURE"}
+               for o in ro), ro
+    assert "ORCPT=RFC822;FRIEND@REMOTE.EXAMPLE" in ro, ro
+    assert wait_queue_empty(srv)
+    time.sleep(1)
+    assert bounces(srv) == [], "relayed notice although the next hop does DSN"
 
 
 def test_dsn_options_not_passed_to_a_server_without_dsn(sarn_mail, capture_factory):

@@ -378,7 +378,8 @@ def test_local_recipient_goes_to_inbox(sub, cap):
     assert len(pop) == 1
     assert pop[0] == imap[0][1], "IMAP and POP3 show the same message"
     got = pop[0]
-    assert got.startswith(b"Received: "), got[:200]
+    assert got.startswith(b"Return-Path: <alice@example.com>\r\nReceived: "), got[:200]
+    got = got[got.index(b"Received: "):]
     received, _ = _split_first_field(got)
     assert HOSTNAME.encode() in received, received
     assert b"client.test" in received, "the Received field names the EHLO"
@@ -424,6 +425,8 @@ def test_remote_recipient_queued_and_sent(sub, cap):
     assert out.content.startswith(b"Received: ") or b"\r\nReceived: " in \
         out.content.split(b"\r\n\r\n")[0], "outgoing copy carries a Received field"
     assert strip_trace(out.content).endswith(m)
+    assert b"Return-Path:" not in out.content.split(b"\r\n\r\n")[0], \
+        "RFC 5321 4.4: Return-Path is for final delivery, not sent on"
     assert len(sub.messages(BOB)) == 1
     assert wait_queue_empty(sub), queue_list(sub)
     time.sleep(1.2)
