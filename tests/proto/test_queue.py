@@ -689,6 +689,54 @@ def test_queue_flush(sarn_mail, capture_factory):
     assert wait_queue_empty(srv)
 
 
+def test_big_message_intact(sarn_mail, capture_factory):
+    import hashlib
+    import random
+    cap = capture_factory()
+    srv = qserver(sarn_mail, smarthost=cap)
+    rnd = random.Random(7)
+    lines = []
+    for i in range(40000):
+        n = rnd.randrange(0, 120)
+        line = "".join(rnd.choice("abc .xyz-=") for _ in range(n))
+        lines.append(line)
+    body = ("\r\n".join(lines) + "\r\n").encode()
+    m = make_message("big one", body)
+    assert submit(srv, [FRIEND], m) == {}
+    got = cap.wait(1, timeout=30)
+    assert len(got) == 1
+    out = strip_trace(got[0].content)
+    assert hashlib.sha256(out).hexdigest() == hashlib.sha256(m).hexdigest(), \
+        "the message changed on its way out (dot-stuffing?)"
+
+
+def test_concurrent_submissions_each_delivered_once(sarn_mail, capture_factory):
+    import threading
+    cap = capture_factory()
+    srv = qserver(sarn_mail, smarthost=cap)
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(4):
+                r = f"t{k}m{i}@remote.example"
+                assert submit(srv, [r], make_message(f"conc {k} {i}")) == {}
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(5)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert errors == []
+    want = {f"t{k}m{i}@remote.example" for k in range(5) for i in range(4)}
+    wait_for(lambda: {r for m in cap.received() for r in m.rcpt_tos} >= want, 25)
+    assert wait_queue_empty(srv)
+    got = [r for m in cap.received() for r in m.rcpt_tos]
+    assert sorted(got) == sorted(want), "each message exactly once"
+
+
 # ---------------------------------------------------------------------------------------
 # Limits and crash safety
 # ---------------------------------------------------------------------------------------

@@ -356,6 +356,19 @@ def test_mail_from_must_be_owned(sub):
         assert code == 503
 
 
+def test_mail_from_domain_case_insensitive(sub):
+    """RFC 5321 2.4: domains are case-insensitive (and sarn matches local parts without case
+    for delivery), so the account's own address in other case is still alice's."""
+    c = authed(sub)
+    with c:
+        for frm in ("alice@EXAMPLE.COM", "Alice@Example.com"):
+            code, t = c.smtp(f"MAIL FROM:<{frm}>")
+            assert code == 250, f"MAIL FROM:<{frm}> as alice: {code} {t}"
+            c.smtp("RSET", 250)
+        code, t = c.smtp("MAIL FROM:<BOB@EXAMPLE.COM>")
+        assert code == 553, t
+
+
 def test_sent_from_alias_and_tag_delivered(sub):
     assert sub.cli("alias", "add", "sales@example.com", ALICE).returncode == 0
     c = authed(sub)
@@ -471,6 +484,50 @@ def test_smtplib_data_dot_stuffing_and_8bit(sub, cap):
         assert transaction(c, ALICE, [BOB, REMOTE], m, " BODY=8BITMIME")[0] == 250
     assert strip_trace(sub.messages(BOB)[0]) == m
     assert strip_trace(cap.wait(1)[0].content).endswith(m.split(b"\r\n\r\n", 1)[1])
+
+
+def test_oversized_submission_not_queued(sarn_mail, cap):
+    srv = sarn_mail(overrides={"queue": queue_config(smarthost=cap),
+                               "limits": {"max_message_size": "20K"}})
+    c = authed(srv)
+    with c:
+        code, t = c.smtp(f"MAIL FROM:<{ALICE}> SIZE=50000")
+        assert (code, enhanced(t)) == (552, "5.3.4"), t
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        c.smtp(f"RCPT TO:<{REMOTE}>", 250)
+        c.smtp("DATA", 354)
+        c.send(smtp_stuff(make_message("big", "x" * 70 + "\r\n") * 1)
+               + (b"y" * 70 + b"\r\n") * 600 + b".\r\n")
+        code, t = c.reply()
+        assert code == 552, t
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        c.smtp(f"RCPT TO:<{REMOTE}>", 250)
+        c.send(b"BDAT 30000 LAST\r\n" + b"z" * 30000)
+        code, t = c.reply()
+        assert code == 552, t
+    time.sleep(1.2)
+    assert cap.received() == [] and queue_list(srv) == []
+
+
+@pytest.mark.parametrize("how", ["data", "bdat"])
+def test_disconnect_mid_message_queues_nothing(sub, cap, how):
+    c = authed(sub)
+    c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+    c.smtp(f"RCPT TO:<{REMOTE}>", 250)
+    c.smtp(f"RCPT TO:<{BOB}>", 250)
+    if how == "data":
+        c.smtp("DATA", 354)
+        c.send(make_message("cut off", "half a message\r\n"))
+    else:
+        c.send(b"BDAT 100 LAST\r\n" + b"From: alice@example.com\r\n\r\nonly part")
+    time.sleep(0.2)
+    c.close()
+    time.sleep(1.2)
+    assert cap.received() == [] and queue_list(sub) == []
+    assert sub.messages(BOB) == []
+    # and the server still works
+    assert submit(sub, [REMOTE], make_message("after the cut")) == {}
+    assert len(cap.wait(1)) == 1
 
 
 # ---------------------------------------------------------------------------------------
