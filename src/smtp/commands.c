@@ -96,6 +96,41 @@ static const char *parse_mailbox(const char *p, struct buf *out)
 	return p;
 }
 
+static bool is_dot_atom(const char *p, const char *end)
+{
+	if (p == end || *p == '.' || end[-1] == '.')
+		return false;
+	for (; p < end; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '.' ? p[1] == '.'
+			     : !(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+				 (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
+			return false;
+	}
+	return true;
+}
+
+void smtp_format_path(const char *address, struct buf *out)
+{
+	const char *at = strrchr(address, '@');
+	if (at == NULL) {
+		buf_append_str(out, address);
+		return;
+	}
+	if (is_dot_atom(address, at)) {
+		buf_append(out, address, (size_t)(at - address));
+	} else {
+		buf_append(out, "\"", 1);
+		for (const char *p = address; p < at; p++) {
+			if (*p == '"' || *p == '\\')
+				buf_append(out, "\\", 1);
+			buf_append(out, p, 1);
+		}
+		buf_append(out, "\"", 1);
+	}
+	buf_append_str(out, at);
+}
+
 /* Parses "FROM:<path> params" or "TO:<path> params" in place. Source routes
  * (RFC 5321 §4.1.1.3) are accepted and dropped; a quoted local part is unquoted. */
 int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params_r)

@@ -30,11 +30,16 @@ static void write_data(struct smtp *s, const unsigned char *p, size_t len)
 		s->data_err = store_blob_write_lines(s->blob, p, len);
 }
 
-static void received_header(struct smtp *s, struct buf *b)
+static void trace_fields(struct smtp *s, struct buf *b)
 {
 	char date[MAIL_DATE_MAX];
 	format_mail_date((int64_t)time(NULL), date);
 	const char *with = s->lmtp ? "LMTP" : s->esmtp ? "ESMTP" : "SMTP";
+	/* RFC 5321 §4.4: final delivery records the reverse path. The outbound queue leaves
+	 * it out when it relays the message (outbound.c). */
+	buf_append_str(b, "Return-Path: <");
+	smtp_format_path(s->mail_from, b);
+	buf_append_str(b, ">\r\n");
 	buf_printf(b, "Received: from %s (%s)\r\n\tby %s (sarn) with %s%s id %08x",
 		   s->helo, conn_peer_ip(s->c), conn_config(s->c)->hostname, with,
 		   conn_tls_active(s->c) && !s->lmtp ? "S" : "", conn_id(s->c));
@@ -43,7 +48,7 @@ static void received_header(struct smtp *s, struct buf *b)
 	buf_printf(b, "; %s\r\n", date);
 }
 
-/* Opens the spool blob and writes the Received field; false after replying. */
+/* Opens the spool blob and writes the trace fields; false after replying. */
 static bool begin_message(struct smtp *s)
 {
 	enum store_err err = store_blob_begin(s->app->store, &s->blob);
@@ -52,7 +57,7 @@ static bool begin_message(struct smtp *s)
 		return false;
 	}
 	struct buf hdr = {0};
-	received_header(s, &hdr);
+	trace_fields(s, &hdr);
 	s->data_err = store_blob_write(s->blob, hdr.data, hdr.len);
 	buf_free(&hdr);
 	s->data_size = 0;

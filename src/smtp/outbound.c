@@ -41,41 +41,6 @@ struct client {
 	struct buf reply;     /* its text, lines joined by spaces */
 };
 
-static bool is_dot_atom(const char *p, const char *end)
-{
-	if (p == end || *p == '.' || end[-1] == '.')
-		return false;
-	for (; p < end; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c == '.' ? p[1] == '.'
-			     : !(c >= 0x80 || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-				 (c >= '0' && c <= '9') || strchr("!#$%&'*+-/=?^_`{|}~", c)))
-			return false;
-	}
-	return true;
-}
-
-void outbound_format_path(const char *address, struct buf *out)
-{
-	const char *at = strrchr(address, '@');
-	if (at == NULL) {
-		buf_append_str(out, address);
-		return;
-	}
-	if (is_dot_atom(address, at)) {
-		buf_append(out, address, (size_t)(at - address));
-	} else {
-		buf_append(out, "\"", 1);
-		for (const char *p = address; p < at; p++) {
-			if (*p == '"' || *p == '\\')
-				buf_append(out, "\\", 1);
-			buf_append(out, p, 1);
-		}
-		buf_append(out, "\"", 1);
-	}
-	buf_append_str(out, at);
-}
-
 static void xtext_encode(const char *s, struct buf *out)
 {
 	for (; *s; s++) {
@@ -332,14 +297,78 @@ static int authenticate(struct client *c)
 	return -1;
 }
 
-/* The message, dot-stuffed (RFC 5321 §4.5.2), then the final dot. */
+/* Sends data dot-stuffed (RFC 5321 §4.5.2); *last is the previous octet sent. */
+static int send_stuffed(struct client *c, const unsigned char *data, size_t n, unsigned char *last,
+			struct buf *out)
+{
+	if (n == 0)
+		return 0;
+	out->len = 0;
+	size_t from = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool at_start = i == 0 ? *last == '\n' : data[i - 1] == '\n';
+		if (at_start && data[i] == '.') {
+			buf_append(out, data + from, i - from);
+			buf_append(out, ".", 1);
+			from = i;
+		}
+	}
+	buf_append(out, data + from, n - from);
+	*last = data[n - 1];
+	return send_raw(c, out->data, out->len);
+}
+
+/* The length of the header section at the start of head (through its empty line), with every
+ * Return-Path field copied out of it into kept: RFC 5321 §4.4 leaves that field to the final
+ * delivery. 0 if head holds no complete header section. */
+static size_t header_without_return_path(const struct buf *head, struct buf *kept)
+{
+	const char *p = (const char *)head->data, *end = p + head->len;
+	const char *hend = memmem(p, head->len, "\r\n\r\n", 4);
+	if (hend == NULL)
+		return 0;
+	hend += 4;
+	bool skipping = false;
+	while (p < hend) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *next = nl ? nl + 1 : hend;
+		if (*p != ' ' && *p != '\t')
+			skipping = (size_t)(next - p) > 12 && strncasecmp(p, "Return-Path:", 12) == 0;
+		if (!skipping)
+			buf_append(kept, p, (size_t)(next - p));
+		p = next;
+	}
+	return (size_t)(hend - (const char *)head->data);
+}
+
+/* The queued message without Return-Path, dot-stuffed, then the final dot. -2 if the file
+ * cannot be read, -1 if the connection fails. */
 static int send_body(struct client *c, int fd, uint64_t size)
 {
 	unsigned char *chunk = xmalloc(65536);
-	struct buf out = {0};
+	struct buf out = {0}, head = {0}, kept = {0};
 	unsigned char last = '\n';
 	int r = 0;
-	for (uint64_t off = 0; off < size && r == 0;) {
+	uint64_t off = 0;
+	/* The header, up to 1 MiB, is filtered; a longer one goes out as it is. */
+	while (off < size && head.len < 1024 * 1024 &&
+	       (head.len == 0 || memmem(head.data, head.len, "\r\n\r\n", 4) == NULL)) {
+		ssize_t n = pread(fd, chunk, 65536, (off_t)off);
+		if (n <= 0 && !(n < 0 && errno == EINTR))
+			break;
+		if (n > 0) {
+			buf_append(&head, chunk, (size_t)n);
+			off += (uint64_t)n;
+		}
+	}
+	size_t hlen = header_without_return_path(&head, &kept);
+	if (hlen > 0) {
+		r = send_stuffed(c, kept.data, kept.len, &last, &out);
+		off = hlen;
+	} else {
+		off = 0;
+	}
+	while (off < size && r == 0) {
 		ssize_t n = pread(fd, chunk, 65536, (off_t)off);
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
@@ -349,24 +378,14 @@ static int send_body(struct client *c, int fd, uint64_t size)
 			break;
 		}
 		off += (uint64_t)n;
-		out.len = 0;
-		size_t from = 0;
-		for (ssize_t i = 0; i < n; i++) {
-			bool at_start = i == 0 ? last == '\n' : chunk[i - 1] == '\n';
-			if (at_start && chunk[i] == '.') {
-				buf_append(&out, chunk + from, (size_t)i - from);
-				buf_append(&out, ".", 1);
-				from = (size_t)i;
-			}
-		}
-		buf_append(&out, chunk + from, (size_t)n - from);
-		last = chunk[n - 1];
-		r = send_raw(c, out.data, out.len);
+		r = send_stuffed(c, chunk, (size_t)n, &last, &out);
 	}
 	if (r == 0)
 		r = send_raw(c, last == '\n' ? ".\r\n" : "\r\n.\r\n", last == '\n' ? 3 : 5);
 	free(chunk);
 	buf_free(&out);
+	buf_free(&head);
+	buf_free(&kept);
 	return r;
 }
 
@@ -441,7 +460,7 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 	}
 	struct buf cmd = {0};
 	buf_append_str(&cmd, "MAIL FROM:<");
-	outbound_format_path(msg->from, &cmd);
+	smtp_format_path(msg->from, &cmd);
 	buf_append_str(&cmd, ">");
 	if (c->caps & CAP_SIZE)
 		buf_printf(&cmd, " SIZE=%llu", (unsigned long long)size);
@@ -472,7 +491,7 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 		struct queue_rcpt *r = rcpts[i].rcpt;
 		cmd.len = 0;
 		buf_append_str(&cmd, "RCPT TO:<");
-		outbound_format_path(r->address, &cmd);
+		smtp_format_path(r->address, &cmd);
 		buf_append_str(&cmd, ">");
 		if ((c->caps & CAP_DSN) && r->notify != 0) {
 			buf_append_str(&cmd, " NOTIFY=");

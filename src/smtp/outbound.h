@@ -31,7 +31,4 @@ struct outbound {
 void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_fd, uint64_t size,
 		      const char *domain, struct outbound_rcpt *rcpts, size_t n);
 
-/* "local@domain" as an SMTP path: the local part quoted when it is not a dot-atom. */
-void outbound_format_path(const char *address, struct buf *out);
-
 #endif

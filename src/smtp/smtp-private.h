@@ -69,6 +69,9 @@ void smtp_reset_transaction(struct smtp *s);
 /* Parses "FROM:<path> params" / "TO:<path> params" in place (see commands.c). 0 or -1;
  * on success *addr_r is a new string and *params_r points into args. */
 int smtp_parse_path(char *args, const char *prefix, char **addr_r, char **params_r);
+/* The reverse: "local@domain" as it goes between angle brackets, the local part quoted when
+ * it is not a dot-atom. */
+void smtp_format_path(const char *address, struct buf *out);
 
 void smtp_cmd_helo(struct smtp *s, const char *verb, char *args);
 void smtp_cmd_mail(struct smtp *s, char *args);

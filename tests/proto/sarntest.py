@@ -597,7 +597,10 @@ def _split_first_field(data):
 
 
 def strip_received(data):
-    """Removes exactly one leading Received: field (which must be there)."""
+    """Removes the Return-Path: field and the one Received: field that sarn puts on top of
+    what it stores from SMTP/LMTP (both must be there)."""
+    assert data.startswith(b"Return-Path: <"), f"message does not start with Return-Path: {data[:80]!r}"
+    _, data = _split_first_field(data)
     assert data.startswith(b"Received: "), f"message does not start with Received: {data[:80]!r}"
     _, rest = _split_first_field(data)
     return rest

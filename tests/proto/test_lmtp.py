@@ -124,7 +124,7 @@ def test_bytes_preserved_and_received(server):
         c.send(smtp_stuff(m) + b".\r\n")
         assert c.reply()[0] == 250
     got = server.messages(ALICE)[0]
-    assert got.startswith(b"Received: ")
+    assert got.startswith(b"Return-Path: <a@remote.test>\r\nReceived: ")
     assert strip_received(got) == m
 
 

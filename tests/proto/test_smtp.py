@@ -89,7 +89,10 @@ def test_smtplib_delivery_and_received_header(server):
     msgs = inbox(server)
     assert len(msgs) == 1
     got = msgs[0]
-    assert got.startswith(b"Received: ")
+    # RFC 5321 §4.4: final delivery records the reverse path first.
+    assert got.startswith(b"Return-Path: <sender@remote.test>\r\nReceived: ")
+    assert strip_received(got) == m
+    got = got[got.index(b"Received: "):]
     # unfold the whole Received field
     end = 0
     while True:
@@ -100,7 +103,6 @@ def test_smtplib_delivery_and_received_header(server):
     assert HOSTNAME in received, received
     assert "client.test" in received, "the Received field names the HELO"
     assert ";" in received, "Received ends with '; date'"
-    assert strip_received(got) == m
 
 
 def test_per_recipient_results(server):
@@ -633,7 +635,8 @@ def test_swaks(server):
     got = inbox(server)
     assert len(got) == 1
     assert b"Subject: swaks test" in got[0] and b"hello from swaks" in got[0]
-    assert got[0].startswith(b"Received: ")
+    assert got[0].startswith(b"Return-Path: <")
+    assert b"\r\nReceived: from swaks.test" in got[0].split(b"\r\n\r\n")[0]
 
 
 def test_swaks_starttls_pipelining(server):

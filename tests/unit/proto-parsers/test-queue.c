@@ -176,7 +176,7 @@ static void test_format_path(void **state)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct buf b = {0};
-		outbound_format_path(cases[i][0], &b);
+		smtp_format_path(cases[i][0], &b);
 		assert_string_equal(buf_cstr(&b), cases[i][1]);
 		buf_free(&b);
 	}
