@@ -72,6 +72,48 @@ def norm(v):
 
 
 # ---------------------------------------------------------------------------------------
+# The test doubles themselves (no sarn): a failure here is not sarn's
+# ---------------------------------------------------------------------------------------
+
+def test_fixture_capture_server(capture_factory):
+    import smtplib
+    from sarntest import tls_client_context
+    cap = capture_factory(tls=True, users={"u": "p"})
+    cap.fail_data(1)
+    cap.fail_rcpt("bad@y.example", "550 5.1.1 no")
+    s = smtplib.SMTP(cap.host, cap.port, timeout=10)
+    s.starttls(context=tls_client_context())
+    s.login("u", "p")
+    with pytest.raises(smtplib.SMTPDataError):
+        s.sendmail("a@x.example", ["b@y.example"], b"Subject: 1\r\n\r\n.x\r\n")
+    refused = s.sendmail("a@x.example", ["b@y.example", "bad@y.example"],
+                         b"Subject: 2\r\n\r\n.x\r\n")
+    s.quit()
+    assert refused == {"bad@y.example": (550, b"5.1.1 no")}
+    got = cap.received()
+    assert len(got) == 1 and got[0].content == b"Subject: 2\r\n\r\n.x\r\n"
+    assert got[0].tls and got[0].auth == "u" and got[0].rcpt_tos == ["b@y.example"]
+    assert cap.data_attempts == 2 and cap.connections == 1
+
+
+def test_fixture_dns_server(dns_factory):
+    from dnslib import DNSRecord
+    d = dns_factory({"remote.example": {"MX": [(10, "mx.remote.example")]},
+                     "mx.remote.example": {"A": ["127.0.0.2"]}, "null.example": {"MX": [(0, ".")]}})
+    for tcp in (False, True):
+        r = DNSRecord.parse(DNSRecord.question("remote.example", "MX").send(
+            d.host, d.port, tcp=tcp, timeout=5))
+        assert [(x.rdata.preference, str(x.rdata.label)) for x in r.rr] == \
+            [(10, "mx.remote.example.")]
+    r = DNSRecord.parse(DNSRecord.question("mx.remote.example", "MX").send(d.host, d.port, timeout=5))
+    assert r.header.rcode == 0 and r.rr == []
+    r = DNSRecord.parse(DNSRecord.question("nope.example", "A").send(d.host, d.port, timeout=5))
+    assert r.header.rcode == 3
+    r = DNSRecord.parse(DNSRecord.question("null.example", "MX").send(d.host, d.port, timeout=5))
+    assert str(r.rr[0].rdata.label) == "."
+
+
+# ---------------------------------------------------------------------------------------
 # Smarthost
 # ---------------------------------------------------------------------------------------
 
@@ -104,6 +146,8 @@ def test_smarthost_auth(sarn_mail, capture_factory, mech):
     assert len(got) == 1 and got[0].auth == "relayuser" and got[0].tls, got
     assert [a[0] for a in cap.auth_attempts] == [mech], cap.auth_attempts
     assert wait_queue_empty(srv)
+    assert "relay pass" not in srv.log_text(), "the smarthost password is in the log"
+    assert "relay pass" not in srv.cli("queue", "list").stdout.decode()
 
 
 def test_smarthost_password_not_sent_in_clear(sarn_mail, capture_factory):

@@ -231,11 +231,11 @@ def test_auth_wrong_password(sub, mech):
     c, _ = open_session(sub)
     with c:
         if mech == "plain":
-            code, t = c.smtp(f"AUTH PLAIN {sasl_plain(ALICE, 'wrong')}")
+            code, t = c.smtp(f"AUTH PLAIN {sasl_plain(ALICE, 'Wr0ngPassw0rd')}")
         else:
             c.smtp("AUTH LOGIN", 334)
             c.smtp(b64(ALICE), 334)
-            code, t = c.smtp(b64("wrong"))
+            code, t = c.smtp(b64("Wr0ngPassw0rd"))
         assert (code, enhanced(t)) == (535, "5.7.8"), t
         code, t = c.smtp(f"MAIL FROM:<{ALICE}>")
         assert (code, enhanced(t)) == (530, "5.7.0"), "a failed AUTH must not log in"
@@ -244,6 +244,10 @@ def test_auth_wrong_password(sub, mech):
         assert (code, enhanced(t)) == (535, "5.7.8"), t
         login(c)
         c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+    log = sub.log_text()
+    for secret in ("Wr0ngPassw0rd", b64("Wr0ngPassw0rd"), sasl_plain(ALICE, "Wr0ngPassw0rd"),
+                   sasl_plain(ALICE, "secret")):
+        assert secret not in log, f"credentials in the log: {secret}"
 
 
 def test_auth_twice(sub):
