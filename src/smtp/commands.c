@@ -234,6 +234,11 @@ static int mail_param(struct smtp *s, char *tok, uint64_t *size)
 			s->ret_hdrs = true;
 		else if (strcasecmp(tok + 4, "FULL") != 0)
 			goto bad;
+	} else if (s->submission && strncasecmp(tok, "AUTH=", 5) == 0) {
+		/* RFC 4954 §5: a server offering AUTH must take the parameter; the sender is
+		 * checked against the authenticated account anyway, so the value is not used. */
+		if (smtp_xtext_decode(tok + 5) < 0)
+			goto bad;
 	} else if (s->submission && strncasecmp(tok, "ENVID=", 6) == 0) {
 		if (s->envid != NULL || smtp_xtext_decode(tok + 6) < 0 || strlen(tok + 6) > 100)
 			goto bad;
