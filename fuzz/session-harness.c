@@ -7,7 +7,9 @@
  * the previous one and is not paused, so a line split across chunks arrives in pieces),
  * then half-closes; an EV_READ watcher reads and discards every response. The loop stops
  * when the connection has been freed, i.e. when the session, its login job and its timers
- * are all gone.
+ * are all gone. How the input is cut is derived from a hash of the input (so a crash
+ * reproduces): all at once (pipelining), line by line, every line in two halves, or chunks
+ * of 1 to 13 bytes; after MAX_CHUNKS chunks the rest goes at once.
  *
  * Set up once per process, in a temporary directory (under /dev/shm when writable, as the
  * store fsyncs): the store and accounts database, one account FUZZ_USER / FUZZ_PASSWORD, a
@@ -20,7 +22,12 @@
  * auth_verify (-Wl,--wrap=auth_verify, harness only) with an equivalent without the hash:
  * the account is looked up with auth_user_canonical and the password compared with
  * FUZZ_PASSWORD. Start-up checks the stand-in against the real auth_verify on a few
- * inputs and aborts if they disagree. */
+ * inputs and aborts if they disagree.
+ *
+ * Environment: SARN_FUZZ_ECHO=1 copies the server's responses to stderr (to read what a
+ * crashing input did), SARN_FUZZ_LOG=debug sets the log level (default error),
+ * SARN_FUZZ_MAIL_DIR replaces ../shared/corpus/public, SARN_FUZZ_TMPDIR is where the
+ * temporary directory goes (default /dev/shm). A crash leaves that directory behind. */
 #include "session-harness.h"
 
 #include "app.h"
@@ -419,7 +426,9 @@ static void setup(void)
 		log_level_parse(lv, &level);
 	log_set_level(level);
 
-	const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+	const char *base = getenv("SARN_FUZZ_TMPDIR");
+	if (base == NULL)
+		base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
 	snprintf(H.dir, sizeof H.dir, "%s/sarn-fuzz-XXXXXX", base ? base : "/tmp");
 	if (mkdtemp(H.dir) == NULL) {
 		perror("session-harness: mkdtemp");
@@ -446,6 +455,7 @@ static void setup(void)
 		abort();
 	}
 	check_verify_standin();
+	/* One job thread: the barrier at the end of a session relies on jobs running in order. */
 	H.app.jobs = workq_new(1);
 	H.app.deliveries = workq_new(1);
 	H.app.user_sessions = usercount_new();

@@ -10,6 +10,9 @@ for t in "$build"/fuzz/fuzz-*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue
 	name=$(basename "$t")
 	work=$(mktemp -d)
+	# The session targets keep a store there (in memory when /dev/shm exists: it fsyncs).
+	SARN_FUZZ_TMPDIR=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
+	export SARN_FUZZ_TMPDIR
 	seeds=""
 	[ -d "$root/fuzz/seeds/$name" ] && seeds="$root/fuzz/seeds/$name"
 	[ "$name" = fuzz-mime ] && [ -d "$root/../shared/corpus/public" ] && seeds="$seeds $root/../shared/corpus/public"
@@ -21,6 +24,6 @@ for t in "$build"/fuzz/fuzz-*; do
 	else
 		grep -E "^(#[0-9]+ *DONE|Done)" "$work/log" | tail -1 || true
 	fi
-	rm -rf "$work"
+	rm -rf "$work" "$SARN_FUZZ_TMPDIR"
 done
 exit $status
