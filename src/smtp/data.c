@@ -140,8 +140,8 @@ static enum store_err enqueue_remote(struct delivery_job *j)
 	enum store_err err = STORE_OK;
 	if (m.nrcpts > 0 && queue_enqueue(j->cfg->data_dir, store_blob_path(j->blob), &m) < 0)
 		err = errno == ENOSPC || errno == EDQUOT ? STORE_NOSPACE : STORE_TEMP;
-	else
-		queue_runner_kick(j->runner);
+	else if (m.nrcpts > 0)
+		queue_runner_enqueued(j->runner, m.id);
 	queue_msg_free(&m);
 	return err;
 }

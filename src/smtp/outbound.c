@@ -12,12 +12,14 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REPLY_MAX 512
@@ -29,8 +31,11 @@ enum { CAP_STARTTLS = 1, CAP_SIZE = 2, CAP_DSN = 4, CAP_SMTPUTF8 = 8, CAP_AUTH_P
 /* One connection to one server address. */
 struct client {
 	const struct config *cfg;
-	const char *host;
+	char *host;
 	char ip[64];
+	char key[400];        /* host, address, port and TLS policy: what a reuse must match */
+	time_t idle_since;
+	struct client *next;  /* in the pool of idle sessions */
 	int fd;
 	SSL *ssl;
 	unsigned char in[4096];
@@ -423,11 +428,8 @@ static bool has_non_ascii(const char *s)
 	return false;
 }
 
-/* One transaction on a connected client. Returns true when the server gave answers that
- * settle this attempt (the recipients have outcomes), false to try the next address. */
-static bool transaction(struct outbound *o, struct client *c, const struct queue_msg *msg, int fd,
-			uint64_t size, bool smarthost, enum outbound_tls mode,
-			struct outbound_rcpt *rcpts, size_t n)
+/* Greeting, EHLO, STARTTLS and AUTH on a new connection; false to try the next address. */
+static bool open_session(struct outbound *o, struct client *c, bool smarthost, enum outbound_tls mode)
 {
 	const struct config *cfg = o->cfg;
 	if (read_reply(c) != 220 || ehlo(c) < 0)
@@ -447,6 +449,14 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 		if (authenticate(c) < 0)
 			return false;
 	}
+	return true;
+}
+
+/* One transaction on a ready session. Returns true when the server gave answers that settle
+ * this attempt (the recipients have outcomes), false to try the next address. */
+static bool mail_transaction(struct client *c, const struct queue_msg *msg, int fd, uint64_t size,
+			     struct outbound_rcpt *rcpts, size_t n)
+{
 	bool need_utf8 = has_non_ascii(msg->from);
 	for (size_t i = 0; i < n; i++)
 		need_utf8 |= has_non_ascii(rcpts[i].rcpt->address);
@@ -482,7 +492,6 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 		for (size_t i = 0; i < n; i++)
 			set_outcome(c, &rcpts[i]);
 		buf_free(&cmd);
-		command(c, "QUIT");
 		return true;
 	}
 	size_t accepted = 0;
@@ -540,9 +549,17 @@ static bool transaction(struct outbound *o, struct client *c, const struct queue
 		}
 	}
 	free(ok);
-	if (settled)
-		command(c, "QUIT");
 	return settled;
+}
+
+static struct client *client_new(const struct config *cfg, const char *host)
+{
+	struct client *c = xcalloc(1, sizeof *c);
+	c->cfg = cfg;
+	c->host = xstrdup(host);
+	c->fd = -1;
+	c->code = -1;
+	return c;
 }
 
 static void client_close(struct client *c)
@@ -556,6 +573,112 @@ static void client_close(struct client *c)
 		close(c->fd);
 	c->fd = -1;
 	c->in_len = c->in_pos = 0;
+}
+
+static void client_free(struct client **cp)
+{
+	struct client *c = *cp;
+	if (c == NULL)
+		return;
+	client_close(c);
+	buf_free(&c->reply);
+	free(c->host);
+	free(c);
+	*cp = NULL;
+}
+
+/* Sessions kept open after a delivery, for the next message to the same server: any
+ * delivery thread may take one; the scheduler ends those that stay unused. */
+struct outbound_pool {
+	pthread_mutex_t lock;
+	struct client *idle; /* most recently used first */
+};
+
+struct outbound_pool *outbound_pool_new(void)
+{
+	struct outbound_pool *p = xcalloc(1, sizeof *p);
+	pthread_mutex_init(&p->lock, NULL);
+	return p;
+}
+
+void outbound_pool_close_idle(struct outbound_pool *p, int min_idle_seconds)
+{
+	time_t now = time(NULL);
+	pthread_mutex_lock(&p->lock);
+	struct client *old = NULL, **link = &p->idle;
+	while (*link != NULL) {
+		struct client *c = *link;
+		if (now - c->idle_since >= min_idle_seconds) {
+			*link = c->next;
+			c->next = old;
+			old = c;
+		} else {
+			link = &c->next;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	while (old != NULL) {
+		struct client *c = old;
+		old = c->next;
+		command(c, "QUIT");
+		client_free(&c);
+	}
+}
+
+void outbound_pool_free(struct outbound_pool **pp)
+{
+	if (*pp == NULL)
+		return;
+	outbound_pool_close_idle(*pp, 0);
+	pthread_mutex_destroy(&(*pp)->lock);
+	free(*pp);
+	*pp = NULL;
+}
+
+/* A kept session for key that still answers, or NULL. */
+static struct client *take_idle(struct outbound_pool *p, const char *key)
+{
+	pthread_mutex_lock(&p->lock);
+	struct client *c = NULL, **link = &p->idle;
+	for (; *link != NULL; link = &(*link)->next)
+		if (strcmp((*link)->key, key) == 0) {
+			c = *link;
+			*link = c->next;
+			c->next = NULL;
+			break;
+		}
+	pthread_mutex_unlock(&p->lock);
+	if (c != NULL && command(c, "RSET") != 250)
+		client_free(&c); /* the server closed it meanwhile: no QUIT */
+	return c;
+}
+
+/* After a settled transaction: keep a healthy session for the next message, else end it. */
+static void put_idle(struct outbound_pool *p, struct client **cp)
+{
+	struct client *c = *cp;
+	*cp = NULL;
+	if (c->code <= 0 || c->code == 421) {
+		client_free(&c);
+		return;
+	}
+	c->idle_since = time(NULL);
+	pthread_mutex_lock(&p->lock);
+	c->next = p->idle;
+	p->idle = c;
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void make_key(const char *host, const struct sockaddr_storage *ss, bool smarthost,
+		     enum outbound_tls mode, char *out, size_t size)
+{
+	char ip[64] = "";
+	const void *a = ss->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+						  : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+	unsigned port = ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+							: ((const struct sockaddr_in *)ss)->sin_port);
+	inet_ntop(ss->ss_family, a, ip, sizeof ip);
+	snprintf(out, size, "%s|%s|%u|%d|%d", host, ip, port, smarthost, (int)mode);
 }
 
 static void all_outcome(struct outbound_rcpt *rcpts, size_t n, enum outbound_result result,
@@ -615,32 +738,43 @@ void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_f
 			return;
 		}
 	}
-	struct client c = {.cfg = cfg, .fd = -1, .code = -1};
 	bool settled = false, any_address = false;
+	char *last_error = NULL;
 	for (size_t h = 0; h < nhosts && !settled; h++) {
 		struct sockaddr_storage *addrs = NULL;
 		size_t naddrs = 0;
 		enum resolve_result rr = resolver_addresses(o->resolver, hosts[h], port, &addrs, &naddrs);
 		if (rr == RESOLVE_TEMP)
 			any_address = true; /* unknown yet: not a permanent failure */
-		c.host = hosts[h];
 		for (size_t a = 0; a < naddrs && !settled; a++) {
 			any_address = true;
-			c.tls_failed = false;
-			if (connect_to(&c, &addrs[a]) == 0)
-				settled = transaction(o, &c, msg, msg_fd, size, smarthost, mode, rcpts, n);
-			log_info("event=outbound id=%s host=%s ip=%s code=%d reply=\"%s\"", msg->id, c.host,
-				 c.ip, c.code, c.reply.len ? (const char *)c.reply.data : "");
-			client_close(&c);
-			/* Opportunistic TLS that fails is retried in clear, as RFC 7435 §3 allows. */
-			if (!settled && c.tls_failed && mode == OUTBOUND_TLS_OPPORTUNISTIC &&
-			    connect_to(&c, &addrs[a]) == 0) {
-				settled = transaction(o, &c, msg, msg_fd, size, smarthost, OUTBOUND_TLS_NONE,
-						      rcpts, n);
-				log_info("event=outbound id=%s host=%s ip=%s tls=fallback code=%d", msg->id,
-					 c.host, c.ip, c.code);
-				client_close(&c);
+			char key[sizeof ((struct client *)0)->key];
+			make_key(hosts[h], &addrs[a], smarthost, mode, key, sizeof key);
+			struct client *c = take_idle(o->pool, key);
+			if (c != NULL && !(settled = mail_transaction(c, msg, msg_fd, size, rcpts, n)))
+				client_free(&c); /* the kept session failed: start afresh */
+			for (int round = 0; !settled && round < 2; round++) {
+				/* Round 1: once more in clear after a failed opportunistic STARTTLS
+				 * (RFC 7435 §3). */
+				c = client_new(cfg, hosts[h]);
+				memcpy(c->key, key, sizeof key);
+				if (connect_to(c, &addrs[a]) == 0 &&
+				    open_session(o, c, smarthost, round == 0 ? mode : OUTBOUND_TLS_NONE))
+					settled = mail_transaction(c, msg, msg_fd, size, rcpts, n);
+				log_info("event=outbound id=%s host=%s ip=%s%s code=%d reply=\"%s\"", msg->id,
+					 c->host, c->ip, round ? " tls=fallback" : "", c->code,
+					 c->reply.len ? (const char *)c->reply.data : "");
+				if (settled)
+					break;
+				bool again = c->tls_failed && mode == OUTBOUND_TLS_OPPORTUNISTIC;
+				free(last_error);
+				last_error = c->reply.len ? xstrdup((const char *)c->reply.data) : NULL;
+				client_free(&c);
+				if (!again)
+					break;
 			}
+			if (settled)
+				put_idle(o->pool, &c);
 		}
 		free(addrs);
 	}
@@ -649,8 +783,8 @@ void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_f
 			all_outcome(rcpts, n, OUTBOUND_PERM, "5.4.4", "No address found for the mail hosts");
 		else
 			all_outcome(rcpts, n, OUTBOUND_TEMP, "4.4.1",
-				    c.reply.len ? (const char *)c.reply.data : "No server could be reached");
+				    last_error ? last_error : "No server could be reached");
 	}
-	buf_free(&c.reply);
+	free(last_error);
 	resolver_hosts_free(hosts, nhosts);
 }

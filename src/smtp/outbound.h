@@ -20,15 +20,24 @@ struct outbound_rcpt {
 	bool next_hop_notifies;     /* the next hop took the DSN request (it offered DSN) */
 };
 
+struct outbound_pool;
+
 struct outbound {
 	const struct config *cfg;
 	struct resolver *resolver;
 	SSL_CTX *tls;
+	struct outbound_pool *pool;
 };
 
 /* Delivers msg (file msg_fd, size octets) to the recipients of one domain, through the
  * smarthost or the domain's MX hosts. Every rcpts[i] gets a result, a status and a reply. */
 void outbound_deliver(struct outbound *o, const struct queue_msg *msg, int msg_fd, uint64_t size,
 		      const char *domain, struct outbound_rcpt *rcpts, size_t n);
+
+/* Sessions kept open between messages to the same server (thread-safe). close_idle ends
+ * those unused for at least min_idle_seconds (QUIT); free ends them all. */
+struct outbound_pool *outbound_pool_new(void);
+void outbound_pool_close_idle(struct outbound_pool *pool, int min_idle_seconds);
+void outbound_pool_free(struct outbound_pool **pool);
 
 #endif

@@ -20,6 +20,7 @@
 
 #define SCAN_INTERVAL_MS 1000
 #define ORPHAN_SWEEP_SECONDS 3600
+#define IDLE_SESSION_SECONDS 2 /* an unused outbound session is ended after this */
 
 struct domain_slot {
 	char *domain;
@@ -31,6 +32,7 @@ struct queue_runner {
 	struct auth_db *auth;
 	struct resolver *resolver;
 	SSL_CTX *tls;
+	struct outbound_pool *pool;
 	pthread_t scheduler;
 	pthread_t *workers;
 	size_t nworkers;
@@ -38,7 +40,6 @@ struct queue_runner {
 	pthread_cond_t wake_scheduler;
 	pthread_cond_t wake_workers;
 	bool stopping;
-	bool kicked;
 	char **todo; /* ids handed to the workers, FIFO */
 	size_t ntodo;
 	char **busy; /* ids queued or being delivered */
@@ -63,6 +64,18 @@ static void busy_remove(struct queue_runner *r, const char *id)
 			r->busy[i] = r->busy[--r->nbusy];
 			return;
 		}
+}
+
+/* Gives a due message to the delivery threads unless it is already theirs. Under r->lock. */
+static void hand_out(struct queue_runner *r, const char *id)
+{
+	if (busy_has(r, id))
+		return;
+	r->busy = xrealloc(r->busy, (r->nbusy + 1) * sizeof *r->busy);
+	r->busy[r->nbusy++] = xstrdup(id);
+	r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
+	r->todo[r->ntodo++] = xstrdup(id);
+	pthread_cond_signal(&r->wake_workers);
 }
 
 static bool slot_acquire(struct queue_runner *r, const char *domain, unsigned limit)
@@ -155,7 +168,7 @@ static void report(struct queue_runner *r, const struct config *cfg, struct queu
 static void deliver_message(struct queue_runner *r, struct queue_msg *m, int fd)
 {
 	const struct config *cfg = config_current();
-	struct outbound o = {.cfg = cfg, .resolver = r->resolver, .tls = r->tls};
+	struct outbound o = {.cfg = cfg, .resolver = r->resolver, .tls = r->tls, .pool = r->pool};
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return;
@@ -324,13 +337,7 @@ static void scan(struct queue_runner *r, struct scan_entry **cache, size_t *ncac
 		if (e->next > now)
 			continue;
 		pthread_mutex_lock(&r->lock);
-		if (!busy_has(r, ids[i])) {
-			r->busy = xrealloc(r->busy, (r->nbusy + 1) * sizeof *r->busy);
-			r->busy[r->nbusy++] = xstrdup(ids[i]);
-			r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
-			r->todo[r->ntodo++] = xstrdup(ids[i]);
-			pthread_cond_signal(&r->wake_workers);
-		}
+		hand_out(r, ids[i]);
 		pthread_mutex_unlock(&r->lock);
 	}
 	free(*cache);
@@ -347,18 +354,18 @@ static void *scheduler_main(void *arg)
 	time_t last_sweep = time(NULL);
 	pthread_mutex_lock(&r->lock);
 	while (!r->stopping) {
-		r->kicked = false;
 		pthread_mutex_unlock(&r->lock);
 		if (time(NULL) - last_sweep >= ORPHAN_SWEEP_SECONDS) {
 			queue_remove_orphans(config_current()->data_dir, ORPHAN_SWEEP_SECONDS);
 			last_sweep = time(NULL);
 		}
 		scan(r, &cache, &ncache);
+		outbound_pool_close_idle(r->pool, IDLE_SESSION_SECONDS);
 		pthread_mutex_lock(&r->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += SCAN_INTERVAL_MS / 1000;
-		while (!r->stopping && !r->kicked &&
+		while (!r->stopping &&
 		       pthread_cond_timedwait(&r->wake_scheduler, &r->lock, &until) != ETIMEDOUT)
 			;
 	}
@@ -391,6 +398,7 @@ struct queue_runner *queue_runner_start(struct store *store, struct auth_db *aut
 	r->auth = auth;
 	r->resolver = resolver;
 	r->tls = tls;
+	r->pool = outbound_pool_new();
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->wake_scheduler, NULL);
 	pthread_cond_init(&r->wake_workers, NULL);
@@ -402,13 +410,13 @@ struct queue_runner *queue_runner_start(struct store *store, struct auth_db *aut
 	return r;
 }
 
-void queue_runner_kick(struct queue_runner *r)
+void queue_runner_enqueued(struct queue_runner *r, const char *id)
 {
 	if (r == NULL)
 		return;
 	pthread_mutex_lock(&r->lock);
-	r->kicked = true;
-	pthread_cond_signal(&r->wake_scheduler);
+	if (!r->stopping)
+		hand_out(r, id);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -435,6 +443,7 @@ void queue_runner_stop(struct queue_runner **rp)
 	free(r->busy);
 	free(r->slots);
 	free(r->workers);
+	outbound_pool_free(&r->pool);
 	resolver_free(&r->resolver);
 	SSL_CTX_free(r->tls);
 	pthread_cond_destroy(&r->wake_scheduler);

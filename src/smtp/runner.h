@@ -13,7 +13,8 @@ struct queue_runner;
 struct queue_runner *queue_runner_start(struct store *store, struct auth_db *auth);
 /* Deliveries in progress finish first (bounded by the outbound timeouts). */
 void queue_runner_stop(struct queue_runner **runner);
-/* Something was queued: look now instead of at the next scan. Thread-safe; NULL is a no-op. */
-void queue_runner_kick(struct queue_runner *runner);
+/* A message was just queued: deliver it now rather than at the next scan of the queue.
+ * Thread-safe; a NULL runner is a no-op. */
+void queue_runner_enqueued(struct queue_runner *runner, const char *id);
 
 #endif
