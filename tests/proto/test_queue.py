@@ -843,3 +843,26 @@ def test_queue_survives_clean_restart(sarn_mail, capture_factory):
     srv.start()
     assert len(cap.wait(1, timeout=20)) == 1
     assert wait_queue_empty(srv)
+
+
+def test_null_sender_message_never_bounces(sarn_mail, capture_factory):
+    """A notice (null reverse path) that the next hop refuses is dropped, not returned: RFC
+    5321 §6.1/§4.5.5. Such entries come from notices to remote senders; here one is put in
+    the queue directory by hand while the server runs (its scan picks it up)."""
+    cap = capture_factory()
+    cap.fail_rcpt("gone@remote.example", "550 5.1.1 no such user")
+    srv = qserver(sarn_mail, smarthost=cap)
+    qid = "00000000deadbeef"
+    qdir = srv.data / "queue"
+    (qdir / f"{qid}.msg").write_bytes(make_message("a notice", frm="MAILER-DAEMON@mx.sarn.test",
+                                                   to="gone@remote.example"))
+    (qdir / f"{qid}.env.tmp").write_text(
+        "sarn-queue 1\nfrom\t\ncreated\t%d\nnext\t0\nrcpt\tpending\t0\t0\t-\tgone@remote.example\t-\t-\n"
+        % int(time.time()))
+    (qdir / f"{qid}.env.tmp").rename(qdir / f"{qid}.env")
+    assert wait_for(lambda: cap.rcpt_attempts.get("gone@remote.example", 0) >= 1, 20), \
+        "the hand-made entry was never tried"
+    assert wait_queue_empty(srv), queue_list(srv)
+    time.sleep(0.5)
+    assert bounces(srv) == [] and all(not is_bounce(m) for m in srv.messages("bob@example.com"))
+    assert "event=notice" not in srv.log_text()

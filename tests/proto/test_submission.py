@@ -938,3 +938,23 @@ def test_open_relay_tricks(sarn_mail, capture_factory, catch_all):
     assert cap.received() == [] and cap2.received() == [], "relayed!"
     assert cap.connections == 0 and cap2.connections == 0, "something connected out"
     assert queue_list(srv) == []
+
+
+def test_mail_auth_parameter_accepted(sub):
+    """RFC 4954 §5: a server that offers AUTH takes MAIL FROM:<...> AUTH=<mailbox or <>>;
+    the sender rule stays that of the authenticated account. Old Outlook versions look for the
+    "AUTH=" form of the EHLO keyword, which is offered too."""
+    c, caps = open_session(sub)
+    with c:
+        assert "AUTH=PLAIN" in caps, caps
+        login(c)
+        code, t = c.smtp(f"MAIL FROM:<{ALICE}> AUTH=<>")
+        assert code == 250, t
+        c.smtp("RSET", 250)
+        code, t = c.smtp(f"MAIL FROM:<{ALICE}> AUTH=alice+40example.com")
+        assert code == 250, t
+        c.smtp("RSET", 250)
+        code, t = c.smtp(f"MAIL FROM:<{ALICE}> AUTH=bad+zz")
+        assert code == 501, t
+        code, t = c.smtp(f"MAIL FROM:<{BOB}> AUTH=<>")
+        assert (code, enhanced(t)) == (553, "5.7.1"), "AUTH= does not change whose sender it is"
