@@ -11,6 +11,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	fuzz_session_run(&pop3_proto, data, size);
+	fuzz_session_run(&pop3_proto, NULL, data, size);
 	return 0;
 }

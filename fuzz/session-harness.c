@@ -494,6 +494,10 @@ struct client {
 	unsigned idle_ticks; /* rounds of the loop since the client last did something */
 	size_t line_end; /* mode 2: end of the line being sent in two halves */
 	bool eof;
+	const struct fuzz_session_hooks *hooks;
+	unsigned change;     /* what change_account does */
+	uint64_t changed_ms; /* when it did, 0 = not yet */
+	bool seen_pending;   /* the session has seen the change and is about to announce it */
 };
 
 static void client_read(void *arg, int events)
@@ -537,6 +541,51 @@ static size_t chunk_len(struct client *cl)
 
 static void client_tick(void *arg);
 
+/* What another session or a delivery does to the account while this one waits at the end of
+ * its input: chosen by the input's hash. */
+static void change_account(unsigned what)
+{
+	struct store_account *acct = NULL;
+	if (store_account_open(H.app.store, FUZZ_USER, &acct) != STORE_OK)
+		abort();
+	static const uint32_t uids[] = {1, 2, 3};
+	static const char *const kw[] = {"$Fuzz"};
+	if (what == 0 || what == 3)
+		store_deliver(acct, "INBOX", H.blobs[0], 0, 1700000000, NULL);
+	if (what == 1 || what == 3) {
+		struct store_flag_result *res = NULL;
+		size_t n = 0;
+		if (store_set_flags(acct, "INBOX", uids, 3, STORE_FLAGS_ADD,
+				    STORE_FLAG_SEEN | STORE_FLAG_FLAGGED, kw, 1, 0, &res,
+				    &n) == STORE_OK)
+			store_flag_results_free(res, n);
+	}
+	if (what == 2 || what == 3)
+		store_expunge(acct, "INBOX", uids + 1, 1);
+	store_account_close(&acct);
+}
+
+/* All input is sent. If the session waits for news (IMAP IDLE), the account changes once,
+ * and the client waits until the session has announced it (or 200 ms). True when the
+ * client may half-close. */
+static bool news_done(struct client *cl, struct conn *c)
+{
+	if (cl->hooks == NULL || cl->hooks->news == NULL || c->sess == NULL)
+		return true;
+	int state = cl->hooks->news(c->sess);
+	if (cl->changed_ms == 0) {
+		if (state != FUZZ_NEWS_WAITING)
+			return true;
+		change_account(cl->change);
+		cl->changed_ms = ev_now_ms();
+		return false;
+	}
+	if (state == FUZZ_NEWS_PENDING)
+		cl->seen_pending = true;
+	return (cl->seen_pending && state != FUZZ_NEWS_PENDING) || state == FUZZ_NEWS_NONE ||
+	       ev_now_ms() - cl->changed_ms > 200;
+}
+
 static void client_tick(void *arg)
 {
 	struct client *cl = arg;
@@ -559,6 +608,8 @@ static void client_tick(void *arg)
 				cl->chunks++;
 				progress = true;
 			}
+		} else if (!news_done(cl, c)) {
+			/* still announcing another session's change */
 		} else {
 			shutdown(cl->fd, SHUT_WR);
 			cl->eof = true;
@@ -593,7 +644,8 @@ static unsigned fnv1a(const uint8_t *data, size_t size)
 	return h;
 }
 
-void fuzz_session_run(const struct proto *proto, const uint8_t *data, size_t size)
+void fuzz_session_run(const struct proto *proto, const struct fuzz_session_hooks *hooks,
+		      const uint8_t *data, size_t size)
 {
 	if (!H.ready)
 		setup();
@@ -609,7 +661,7 @@ void fuzz_session_run(const struct proto *proto, const uint8_t *data, size_t siz
 	}
 	unsigned h = fnv1a(data, size);
 	struct client cl = {.w = &w, .fd = sv[1], .data = data, .size = size, .mode = h % 4,
-			    .step = 1 + (h >> 8) % 13};
+			    .step = 1 + (h >> 8) % 13, .hooks = hooks, .change = (h >> 12) % 4};
 	ev_timer_init(&cl.wait, client_tick, &cl);
 	ev_io_start(w.loop, &cl.io, cl.fd, EV_READ, client_read, &cl);
 	conn_accept(&w, sv[0], proto, false);

@@ -13,8 +13,24 @@
 #define FUZZ_USER "a@example.com"
 #define FUZZ_PASSWORD "secret"
 
+enum {
+	FUZZ_NEWS_NONE,    /* the session does not wait for changes */
+	FUZZ_NEWS_WAITING, /* it waits for changes to the account (IMAP IDLE) */
+	FUZZ_NEWS_PENDING, /* it has been told of a change and will announce it shortly */
+};
+
+struct fuzz_session_hooks {
+	/* Where the session stands with changes made by others; may be NULL. When it is
+	 * FUZZ_NEWS_WAITING at the end of the input, the harness changes the account (a
+	 * delivery, flags, an expunge) and lets the session announce it before the client
+	 * leaves. */
+	int (*news)(void *sess);
+};
+
 /* Runs one session of proto with data as everything the client sends, then the client
- * half-closes; returns once the connection and everything it started are gone. */
-void fuzz_session_run(const struct proto *proto, const uint8_t *data, size_t size);
+ * half-closes; returns once the connection and everything it started are gone. hooks may
+ * be NULL. */
+void fuzz_session_run(const struct proto *proto, const struct fuzz_session_hooks *hooks,
+		      const uint8_t *data, size_t size);
 
 #endif
