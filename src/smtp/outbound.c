@@ -24,6 +24,7 @@
 
 #define REPLY_MAX 512
 #define REPLY_MAX_LINES 200 /* a server that never ends its reply is cut off */
+#define REPLY_MAX_OCTETS (64 * 1024)
 
 enum { CAP_STARTTLS = 1, CAP_SIZE = 2, CAP_DSN = 4, CAP_SMTPUTF8 = 8, CAP_AUTH_PLAIN = 16,
        CAP_AUTH_LOGIN = 32, CAP_8BITMIME = 64 };
@@ -155,6 +156,7 @@ static int read_reply(struct client *c)
 {
 	c->reply.len = 0;
 	struct buf line = {0};
+	size_t octets = 0;
 	for (int lines = 0;; lines++) {
 		if (lines == REPLY_MAX_LINES) {
 			buf_free(&line);
@@ -171,6 +173,11 @@ static int read_reply(struct client *c)
 			unsigned char ch = c->in[c->in_pos++];
 			if (ch == '\n')
 				break;
+			if (++octets > REPLY_MAX_OCTETS) {
+				buf_free(&line);
+				set_error(c, "reply longer than %d octets", REPLY_MAX_OCTETS);
+				return -1;
+			}
 			if (ch != '\r' && line.len < 1000)
 				buf_append(&line, &ch, 1);
 		}
@@ -346,8 +353,9 @@ static size_t header_without_return_path(const struct buf *head, struct buf *kep
 	return (size_t)(hend - (const char *)head->data);
 }
 
-/* The queued message without Return-Path, dot-stuffed, then the final dot. -2 if the file
- * cannot be read, -1 if the connection fails. */
+/* The queued message without Return-Path, dot-stuffed, then the final dot. -1 if the file
+ * cannot be read (the connection is then dropped without ending DATA) or the connection
+ * fails. */
 static int send_body(struct client *c, int fd, uint64_t size)
 {
 	unsigned char *chunk = xmalloc(65536);
@@ -379,7 +387,7 @@ static int send_body(struct client *c, int fd, uint64_t size)
 			if (n < 0 && errno == EINTR)
 				continue;
 			set_error(c, "cannot read the queued message");
-			r = -2;
+			r = -1;
 			break;
 		}
 		off += (uint64_t)n;
@@ -416,8 +424,7 @@ static void set_outcome(struct client *c, struct outbound_rcpt *r)
 						    : OUTBOUND_TEMP;
 	reply_status(c, r->rcpt->status, sizeof r->rcpt->status);
 	free(r->rcpt->reply);
-	r->rcpt->reply = c->code > 0 ? xasprintf("%s", (const char *)c->reply.data)
-				     : xstrdup((const char *)c->reply.data);
+	r->rcpt->reply = xstrdup((const char *)buf_cstr(&c->reply));
 }
 
 static bool has_non_ascii(const char *s)
@@ -536,7 +543,6 @@ static bool mail_transaction(struct client *c, const struct queue_msg *msg, int 
 	if (accepted > 0) {
 		code = command(c, "DATA");
 		if (code == 354) {
-			/* -2: our own file failed us; the connection drops without ending DATA. */
 			int r = send_body(c, fd, size);
 			code = r < 0 ? -1 : read_reply(c);
 		}

@@ -866,3 +866,50 @@ def test_null_sender_message_never_bounces(sarn_mail, capture_factory):
     time.sleep(0.5)
     assert bounces(srv) == [] and all(not is_bounce(m) for m in srv.messages("bob@example.com"))
     assert "event=notice" not in srv.log_text()
+
+
+@pytest.mark.parametrize("flood,why", [(b"220-endless greeting\r\n", "more than 200 lines"),
+                                       (b"x" * 65536, "longer than 65536 octets")])
+def test_hostile_smarthost_endless_reply(sarn_mail, flood, why):
+    """A next hop that never ends its greeting (endless continuation lines, or one line
+    without an end) is cut off: the message stays queued as a temporary failure, and the
+    delivery thread is free again."""
+    import socket
+    import threading
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        lsock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                continue
+            try:
+                conn.settimeout(0.5)
+                while not stop.is_set():  # for ever: only sarn's limit can end it
+                    conn.sendall(flood)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        srv = qserver(sarn_mail, smarthost=f"127.0.0.1:{lsock.getsockname()[1]}",
+                      retry_min=300, retry_max=600)
+        assert submit(srv, [FRIEND], make_message("to a hostile relay")) == {}
+
+        def deferred():
+            q = queue_list(srv)
+            return q and any("pending" in r and why in r for r in q[0]["rcpts"])
+        assert wait_for(deferred, 20, 0.2), queue_list(srv)
+        assert bounces(srv) == []
+    finally:
+        stop.set()
+        t.join(5)
+        lsock.close()
