@@ -913,3 +913,22 @@ def test_hostile_smarthost_endless_reply(sarn_mail, flood, why):
         stop.set()
         t.join(5)
         lsock.close()
+
+
+def test_sarn_check_reports_broken_queue_entries(sarn_mail):
+    """`sarn check` covers the queue: an envelope that does not parse, or one whose message
+    file is gone, is a problem (exit 1); a healthy queue is not."""
+    port = dead_port()
+    srv = qserver(sarn_mail, smarthost=f"127.0.0.1:{port}", retry_min=300, retry_max=600)
+    assert submit(srv, [FRIEND], make_message("one")) == {}
+    assert submit(srv, [FRIEND], make_message("two")) == {}
+    r = srv.cli("check")
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+    a, b = [q["id"] for q in queue_list(srv)]
+    qdir = srv.data / "queue"
+    (qdir / f"{a}.env").write_text("not a queue file\n")
+    (qdir / f"{b}.msg").unlink()
+    r = srv.cli("check")
+    out = r.stdout.decode()
+    assert r.returncode == 1, out
+    assert f"queue: {a}: unreadable envelope" in out and f"queue: {b}: message file missing" in out, out
