@@ -18,6 +18,7 @@ struct app {
 	struct workq *deliveries;         /* fsync-bound local deliveries, off the event loops */
 	struct ratelimit *auth_fail_ip;   /* failed logins per client address */
 	struct ratelimit *auth_fail_user; /* failed logins per account name */
+	struct ratelimit *remote_rcpts;   /* submitted remote recipients per account, per hour */
 	struct usercount *user_sessions;  /* logged-in IMAP/POP3 sessions per account */
 	struct queue_runner *queue;       /* outbound delivery (smtp/runner.h) */
 };

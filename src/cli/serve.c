@@ -156,6 +156,7 @@ int cmd_serve(int argc, char **argv)
 	app.deliveries = workq_new(cfg.delivery_threads);
 	app.auth_fail_ip = ratelimit_new(600);
 	app.auth_fail_user = ratelimit_new(600);
+	app.remote_rcpts = ratelimit_new(3600);
 	app.user_sessions = usercount_new();
 	app.queue = queue_runner_start(app.store, app.auth);
 	if (app.queue == NULL) {
@@ -193,6 +194,7 @@ out:
 	server_free(&server);
 	ratelimit_free(&app.auth_fail_ip);
 	ratelimit_free(&app.auth_fail_user);
+	ratelimit_free(&app.remote_rcpts);
 	usercount_free(&app.user_sessions);
 	tls_unload();
 	auth_db_close(&app.auth);

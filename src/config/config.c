@@ -51,6 +51,7 @@ void config_defaults(struct config *cfg)
 	cfg->pop3_retention_days = 0;
 	cfg->pop3_lock = true;
 	cfg->save_sent = false;
+	cfg->max_remote_rcpts_per_hour = 1000;
 	cfg->smarthost_tls = OUTBOUND_TLS_OPPORTUNISTIC;
 	cfg->remote_port = 25;
 	cfg->retry_min = 60;
@@ -256,6 +257,8 @@ static int apply(struct config *cfg, const char *section, const char *name, cons
 	} else if (!strcmp(section, "submission")) {
 		if (!strcmp(name, "save_sent"))
 			return set_bool(&cfg->save_sent, value);
+		if (!strcmp(name, "max_remote_recipients_per_hour"))
+			return set_u32(&cfg->max_remote_rcpts_per_hour, value, 0, 10000000);
 	} else if (!strcmp(section, "queue")) {
 		return apply_queue(cfg, name, value);
 	}

@@ -66,6 +66,7 @@ struct config {
 	bool pop3_lock;               /* exclusive maildrop lock ([IN-USE]) */
 	/* [submission] */
 	bool save_sent;               /* file a copy of each submission in the sender's Sent */
+	uint32_t max_remote_rcpts_per_hour; /* per account, 0 = no limit */
 	/* [queue]: outbound delivery */
 	char *smarthost;              /* "host:port", NULL = deliver by MX */
 	char *smarthost_user;         /* AUTH at the smarthost, NULL = none */

@@ -442,6 +442,18 @@ void smtp_cmd_rcpt(struct smtp *s, char *args)
 		ascii_lower(domain);
 	if (domain == NULL || !auth_domain_is_local(s->app->auth, domain)) {
 		if (s->submission && domain != NULL && remote_domain_valid(domain)) {
+			/* A stolen password should not make the server a spam cannon. */
+			uint32_t limit = cfg->max_remote_rcpts_per_hour;
+			if (limit > 0 && s->app->remote_rcpts != NULL &&
+			    ratelimit_blocked(s->app->remote_rcpts, s->account, limit)) {
+				log_warn("sess=%08x event=rcpt_rate_limited user=\"%s\" limit=%u", conn_id(s->c),
+					 s->account, limit);
+				smtp_reply(s, "450 4.7.1 <%s>: Limit of %u remote recipients per hour reached, "
+					   "try again later", addr, limit);
+				goto out;
+			}
+			if (limit > 0 && s->app->remote_rcpts != NULL)
+				ratelimit_fail(s->app->remote_rcpts, s->account);
 			add_rcpt(s, addr, NULL, notify, orcpt);
 			addr = orcpt = NULL;
 			smtp_reply(s, "250 2.1.5 Recipient OK");

@@ -958,3 +958,30 @@ def test_mail_auth_parameter_accepted(sub):
         assert code == 501, t
         code, t = c.smtp(f"MAIL FROM:<{BOB}> AUTH=<>")
         assert (code, enhanced(t)) == (553, "5.7.1"), "AUTH= does not change whose sender it is"
+
+
+def test_remote_recipients_per_hour_limit(sarn_mail, cap):
+    """[submission] max_remote_recipients_per_hour caps what one account sends out (a stolen
+    password should not make the server a spam source): the recipient past the limit gets
+    450 4.7.1, local recipients and other accounts are not affected."""
+    srv = sarn_mail(listeners=SUBMISSION_LISTENERS,
+                    overrides={"queue": queue_config(smarthost=cap),
+                               "submission": {"max_remote_recipients_per_hour": 3}})
+    c = authed(srv)
+    with c:
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        for i in range(3):
+            c.smtp(f"RCPT TO:<r{i}@remote.example>", 250)
+        code, t = c.smtp("RCPT TO:<r3@remote.example>")
+        assert (code, enhanced(t)) == (450, "4.7.1"), t
+        code, t = c.smtp(f"RCPT TO:<{BOB}>")
+        assert code == 250, "local recipients are not counted"
+        c.smtp("RSET", 250)
+        c.smtp(f"MAIL FROM:<{ALICE}>", 250)
+        code, t = c.smtp("RCPT TO:<r4@remote.example>")
+        assert code == 450, "the count holds across transactions"
+    c = authed(srv, BOB)
+    with c:
+        c.smtp(f"MAIL FROM:<{BOB}>", 250)
+        code, t = c.smtp("RCPT TO:<r0@remote.example>")
+        assert code == 250, "another account has its own count"
