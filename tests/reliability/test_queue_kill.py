@@ -53,7 +53,8 @@ def test_sigkill_during_queue_delivery(sarn_factory):
     try:
         srv = sarn_factory(listeners=DEFAULT_LISTENERS + ("submission",),
                            overrides={"queue": {"smarthost": cap.address, "retry_min": 1,
-                                                "retry_max": 2, "max_per_domain": 4}})
+                                                "retry_max": 2, "max_per_domain": 4},
+                                      "submission": {"max_remote_recipients_per_hour": 0}})
         stop = threading.Event()
         acked, attempted, lock = {}, {}, threading.Lock()
         ids = itertools.count()
