@@ -6,10 +6,10 @@
 #include <malloc.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -160,8 +160,15 @@ char *random_hex(size_t nbytes)
 	unsigned char raw[64];
 	if (nbytes > sizeof raw)
 		nbytes = sizeof raw;
-	if (RAND_bytes(raw, (int)nbytes) != 1)
-		abort();
+	/* getrandom(2), not RAND_bytes: ids are drawn on job threads too, and OpenSSL would give
+	 * each of those threads a random generator of its own. */
+	for (size_t got = 0; got < nbytes;) {
+		ssize_t n = getrandom(raw + got, nbytes - got, 0);
+		if (n < 0 && errno != EINTR)
+			abort();
+		if (n > 0)
+			got += (size_t)n;
+	}
 	char *out = xmalloc(2 * nbytes + 1);
 	for (size_t i = 0; i < nbytes; i++) {
 		static const char hex[] = "0123456789abcdef";

@@ -35,7 +35,7 @@ void release_free_memory(void);
  * "Fri, 27 Nov 2026 16:05:00 +0000" (the C locale's day and month names). */
 #define MAIL_DATE_MAX 40
 void format_mail_date(int64_t t, char out[MAIL_DATE_MAX]);
-/* Random hex string of 2*nbytes characters (OpenSSL RAND_bytes). */
+/* Random hex string of 2*nbytes characters (at most 64 bytes; getrandom(2)). */
 char *random_hex(size_t nbytes);
 
 #endif

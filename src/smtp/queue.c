@@ -270,6 +270,8 @@ int queue_enqueue(const char *data_dir, const char *msg_path, struct queue_msg *
 	free(id);
 	char *dst = file_path(data_dir, msg->id, "msg");
 	int r = link(msg_path, dst);
+	if (r < 0 && errno == ENOENT && queue_init(data_dir) == 0)
+		r = link(msg_path, dst); /* the directory was removed while the server ran */
 	if (r < 0)
 		log_error("event=queue_link id=%s error=\"%s\"", msg->id, strerror(errno));
 	if (r == 0 && (r = write_env(data_dir, msg)) < 0) {
