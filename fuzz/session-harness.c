@@ -455,7 +455,8 @@ static void setup(void)
 		abort();
 	}
 	check_verify_standin();
-	/* One job thread: the barrier at the end of a session relies on jobs running in order. */
+	/* One thread per pool: the barrier at the end of a session relies on jobs running in
+	 * order. */
 	H.app.jobs = workq_new(1);
 	H.app.deliveries = workq_new(1);
 	H.app.user_sessions = usercount_new();
@@ -675,14 +676,17 @@ void fuzz_session_run(const struct proto *proto, const struct fuzz_session_hooks
 	client_read(&cl, EV_READ); /* the last responses */
 	close(cl.fd);
 	/* A job thread hands its result to the loop with ev_post, which still touches the loop
-	 * after the result may have been run here: the loop is freed only once the job thread
-	 * has taken a later job. (The server's loops outlive its job pool.) */
-	sem_t done;
-	sem_init(&done, 0, 0);
-	workq_submit(H.app.jobs, job_barrier, NULL, NULL, &done);
-	while (sem_wait(&done) < 0)
-		;
-	sem_destroy(&done);
+	 * after the result may have been run here: the loop is freed only once each pool's
+	 * thread has taken a later job. (The server's loops outlive its job pools.) */
+	struct workq *pools[] = {H.app.jobs, H.app.deliveries};
+	for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+		sem_t done;
+		sem_init(&done, 0, 0);
+		workq_submit(pools[i], job_barrier, NULL, NULL, &done);
+		while (sem_wait(&done) < 0)
+			;
+		sem_destroy(&done);
+	}
 	ev_loop_drain(w.loop);
 	ev_loop_free(&w.loop);
 	ratelimit_free(&H.app.auth_fail_ip);
