@@ -25,6 +25,8 @@
 struct domain_slot {
 	char *domain;
 	unsigned active;
+	char **waiting;  /* ids of due messages parked until a delivery to the domain ends */
+	size_t nwaiting;
 };
 
 struct queue_runner {
@@ -88,7 +90,7 @@ static bool slot_acquire(struct queue_runner *r, const char *domain, unsigned li
 	if (s == NULL) {
 		r->slots = xrealloc(r->slots, (r->nslots + 1) * sizeof *r->slots);
 		s = &r->slots[r->nslots++];
-		*s = (struct domain_slot){xstrdup(domain), 0};
+		*s = (struct domain_slot){.domain = xstrdup(domain)};
 	}
 	bool ok = s->active < limit;
 	if (ok)
@@ -101,15 +103,43 @@ static void slot_release(struct queue_runner *r, const char *domain)
 {
 	pthread_mutex_lock(&r->lock);
 	for (size_t i = 0; i < r->nslots; i++) {
-		if (strcmp(r->slots[i].domain, domain) != 0)
+		struct domain_slot *sl = &r->slots[i];
+		if (strcmp(sl->domain, domain) != 0)
 			continue;
-		if (--r->slots[i].active == 0) {
-			free(r->slots[i].domain);
-			r->slots[i] = r->slots[--r->nslots];
+		sl->active--;
+		if (sl->nwaiting > 0) {
+			/* The next parked message goes out now; it stays in r->busy. */
+			r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
+			r->todo[r->ntodo++] = sl->waiting[0];
+			memmove(sl->waiting, sl->waiting + 1, --sl->nwaiting * sizeof *sl->waiting);
+			pthread_cond_signal(&r->wake_workers);
+		}
+		if (sl->active == 0 && sl->nwaiting == 0) {
+			free(sl->domain);
+			free(sl->waiting);
+			*sl = r->slots[--r->nslots];
 		}
 		break;
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+/* A message that found its domain at the limit waits in memory (no file is rewritten) until
+ * a delivery to that domain ends. Takes id; under r->lock. */
+static void park(struct queue_runner *r, const char *domain, char *id)
+{
+	for (size_t i = 0; i < r->nslots; i++) {
+		struct domain_slot *sl = &r->slots[i];
+		if (strcmp(sl->domain, domain) == 0 && sl->active > 0) {
+			sl->waiting = xrealloc(sl->waiting, (sl->nwaiting + 1) * sizeof *sl->waiting);
+			sl->waiting[sl->nwaiting++] = id;
+			return;
+		}
+	}
+	/* The deliveries ended meanwhile: out again at once. */
+	r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
+	r->todo[r->ntodo++] = id;
+	pthread_cond_signal(&r->wake_workers);
 }
 
 static char *domain_of(const char *address)
@@ -165,15 +195,17 @@ static void report(struct queue_runner *r, const struct config *cfg, struct queu
 	free(list);
 }
 
-static void deliver_message(struct queue_runner *r, struct queue_msg *m, int fd)
+/* Returns the domain the message must wait for (caller frees), or NULL. */
+static char *deliver_message(struct queue_runner *r, struct queue_msg *m, int fd)
 {
 	const struct config *cfg = config_current();
 	struct outbound o = {.cfg = cfg, .resolver = r->resolver, .tls = r->tls, .pool = r->pool};
 	struct stat st;
 	if (fstat(fd, &st) < 0)
-		return;
+		return NULL;
 	int64_t now = (int64_t)time(NULL);
-	bool domain_busy = false, tried = false;
+	bool tried = false;
+	char *busy_domain = NULL;
 	struct outbound_rcpt *out = xcalloc(m->nrcpts, sizeof *out);
 	bool *done = xcalloc(m->nrcpts, sizeof *done);
 	for (size_t i = 0; i < m->nrcpts; i++) {
@@ -192,8 +224,10 @@ static void deliver_message(struct queue_runner *r, struct queue_msg *m, int fd)
 			free(dk);
 		}
 		if (!slot_acquire(r, domain, cfg->max_per_domain)) {
-			domain_busy = true;
-			free(domain);
+			if (busy_domain == NULL)
+				busy_domain = domain;
+			else
+				free(domain);
 			continue;
 		}
 		tried = true;
@@ -251,13 +285,16 @@ static void deliver_message(struct queue_runner *r, struct queue_msg *m, int fd)
 			m->warned = true;
 		}
 	}
-	if (pending && domain_busy && (!tried || m->next_attempt > now + 1))
-		m->next_attempt = now + 1;
-	if (pending)
-		queue_save(cfg->data_dir, m);
-	else
+	if (!pending)
 		queue_remove(cfg->data_dir, m->id);
+	else if (tried || busy_domain == NULL)
+		queue_save(cfg->data_dir, m);
 	free(msg_path);
+	if (!pending) {
+		free(busy_domain);
+		busy_domain = NULL;
+	}
+	return busy_domain;
 }
 
 static void *worker_main(void *arg)
@@ -276,8 +313,9 @@ static void *worker_main(void *arg)
 		const char *data_dir = config_current()->data_dir;
 		int fd = queue_lock(data_dir, id);
 		struct queue_msg m;
+		char *wait_for = NULL;
 		if (fd >= 0 && queue_load(data_dir, id, &m) == 0) {
-			deliver_message(r, &m, fd);
+			wait_for = deliver_message(r, &m, fd);
 			queue_msg_free(&m);
 		} else if (fd >= 0) {
 			log_error("event=queue_load id=%s error=\"%s\"", id, strerror(errno));
@@ -286,8 +324,13 @@ static void *worker_main(void *arg)
 			close(fd);
 
 		pthread_mutex_lock(&r->lock);
-		busy_remove(r, id);
-		free(id);
+		if (wait_for != NULL) {
+			park(r, wait_for, id);
+		} else {
+			busy_remove(r, id);
+			free(id);
+		}
+		free(wait_for);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
@@ -437,8 +480,12 @@ void queue_runner_stop(struct queue_runner **rp)
 		free(r->todo[i]);
 	for (size_t i = 0; i < r->nbusy; i++)
 		free(r->busy[i]);
-	for (size_t i = 0; i < r->nslots; i++)
+	for (size_t i = 0; i < r->nslots; i++) {
+		for (size_t k = 0; k < r->slots[i].nwaiting; k++)
+			free(r->slots[i].waiting[k]);
+		free(r->slots[i].waiting);
 		free(r->slots[i].domain);
+	}
 	free(r->todo);
 	free(r->busy);
 	free(r->slots);
