@@ -102,6 +102,7 @@ static void test_roundtrip(void **state)
 	close(fd);
 
 	queue_remove(dir, m.id);
+	queue_msg_free(&back);
 	assert_int_equal(queue_load(dir, m.id, &back), -1);
 	assert_int_equal(queue_ids(dir, &ids, &n), 0);
 	assert_int_equal(n, 0);
