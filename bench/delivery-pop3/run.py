@@ -348,10 +348,9 @@ def login_worker(port, user, count, barrier, q):
 MP = multiprocessing.get_context("fork")
 
 
-def parallel(target, arglists):
+def run_workers(target, arglists, timeout=600):
     """Runs target(*args, barrier, queue) in one process per arglist, all released together
-    by a barrier after their set-up. Returns (wall seconds, items, bytes, mean of the
-    workers' 7th result field or 0)."""
+    by a barrier after their set-up; returns their result tuples (raises on a worker error)."""
     barrier = MP.Barrier(len(arglists))
     q = MP.Queue()
     procs = [MP.Process(target=target, args=tuple(a) + (barrier, q), daemon=True)
@@ -359,7 +358,7 @@ def parallel(target, arglists):
     for p in procs:
         p.start()
     try:
-        res = [q.get(timeout=600) for _ in procs]
+        res = [q.get(timeout=timeout) for _ in procs]
     finally:
         for p in procs:
             p.join(5)
@@ -369,6 +368,13 @@ def parallel(target, arglists):
     errs = [r for r in res if r[4]]
     if errs:
         raise RuntimeError("%d errors, first: %s" % (sum(r[4] for r in errs), errs[0][5]))
+    return res
+
+
+def parallel(target, arglists):
+    """run_workers, summed up: (wall seconds, items, bytes, mean of the workers' 7th result
+    field or 0)."""
+    res = run_workers(target, arglists)
     wall = max(r[1] for r in res) - min(r[0] for r in res)
     extra = statistics.mean(r[6] for r in res) if len(res[0]) > 6 else 0
     return wall, sum(r[2] for r in res), sum(r[3] for r in res), extra

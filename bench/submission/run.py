@@ -184,23 +184,7 @@ def login_worker(port, tls, count, barrier, q):
 def parallel(target, arglists):
     """Like ../delivery-pop3's parallel(), but returns (first start, last end, items,
     bytes): the end-to-end figure needs the start time."""
-    barrier = MP.Barrier(len(arglists))
-    q = MP.Queue()
-    procs = [MP.Process(target=target, args=tuple(a) + (barrier, q), daemon=True)
-             for a in arglists]
-    for p in procs:
-        p.start()
-    try:
-        res = [q.get(timeout=900) for _ in procs]
-    finally:
-        for p in procs:
-            p.join(5)
-            if p.is_alive():
-                p.terminate()
-                p.join()
-    errs = [r for r in res if r[4]]
-    if errs:
-        raise RuntimeError("%d errors, first: %s" % (sum(r[4] for r in errs), errs[0][5]))
+    res = B.run_workers(target, arglists, 900)
     return (min(r[0] for r in res), max(r[1] for r in res), sum(r[2] for r in res),
             sum(r[3] for r in res))
 
