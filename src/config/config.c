@@ -74,6 +74,7 @@ void config_free(struct config *cfg)
 	free(cfg->smarthost);
 	free(cfg->smarthost_user);
 	free(cfg->smarthost_password);
+	free(cfg->smarthost_ca);
 	free(cfg->dns_server);
 	for (int i = 0; i < LISTEN_COUNT; i++)
 		free(cfg->listen[i]);
@@ -153,12 +154,16 @@ static int apply_queue(struct config *cfg, const char *name, const char *value)
 			cfg->smarthost_tls = OUTBOUND_TLS_OPPORTUNISTIC;
 		else if (!strcmp(value, "required"))
 			cfg->smarthost_tls = OUTBOUND_TLS_REQUIRED;
+		else if (!strcmp(value, "verify"))
+			cfg->smarthost_tls = OUTBOUND_TLS_VERIFY;
 		else if (!strcmp(value, "none"))
 			cfg->smarthost_tls = OUTBOUND_TLS_NONE;
 		else
 			return -1;
 		return 0;
 	}
+	if (!strcmp(name, "smarthost_ca"))
+		return set_str(&cfg->smarthost_ca, value);
 	if (!strcmp(name, "dns_server"))
 		return set_str(&cfg->dns_server, value);
 	if (!strcmp(name, "remote_port"))
@@ -362,6 +367,7 @@ struct config *config_dup(const struct config *cfg)
 	c->smarthost = dup_or_null(cfg->smarthost);
 	c->smarthost_user = dup_or_null(cfg->smarthost_user);
 	c->smarthost_password = dup_or_null(cfg->smarthost_password);
+	c->smarthost_ca = dup_or_null(cfg->smarthost_ca);
 	c->dns_server = dup_or_null(cfg->dns_server);
 	for (int i = 0; i < LISTEN_COUNT; i++)
 		c->listen[i] = dup_or_null(cfg->listen[i]);

@@ -29,6 +29,7 @@ enum plaintext_auth {
 enum outbound_tls {
 	OUTBOUND_TLS_OPPORTUNISTIC, /* STARTTLS when offered (RFC 3207), else plaintext */
 	OUTBOUND_TLS_REQUIRED,      /* STARTTLS or defer */
+	OUTBOUND_TLS_VERIFY,        /* STARTTLS with a certificate valid for the host, or defer */
 	OUTBOUND_TLS_NONE,
 };
 
@@ -72,6 +73,7 @@ struct config {
 	char *smarthost_user;         /* AUTH at the smarthost, NULL = none */
 	char *smarthost_password;
 	enum outbound_tls smarthost_tls;
+	char *smarthost_ca;           /* PEM file of trusted CAs for "verify", NULL = the system's */
 	char *dns_server;             /* "ip" or "ip@port", NULL = /etc/resolv.conf */
 	uint32_t remote_port;         /* SMTP port of MX hosts (25) */
 	uint32_t retry_min;           /* seconds before the first retry; doubles per attempt */

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -263,18 +264,32 @@ static int ehlo(struct client *c)
 	return command(c, "HELO %s", c->cfg->hostname) == 250 ? 0 : -1;
 }
 
-static int start_tls(struct client *c, SSL_CTX *ctx)
+/* verify: the certificate must chain to a trusted CA and name the host (or its address). */
+static int start_tls(struct client *c, SSL_CTX *ctx, bool verify)
 {
 	if (command(c, "STARTTLS") != 220)
 		return -1;
 	c->ssl = SSL_new(ctx);
 	SSL_set_fd(c->ssl, c->fd);
 	SSL_set_tlsext_host_name(c->ssl, c->host);
+	if (verify) {
+		unsigned char raw[16];
+		bool literal = inet_pton(AF_INET, c->host, raw) == 1 || inet_pton(AF_INET6, c->host, raw) == 1;
+		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+		if (literal)
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host);
+		else
+			SSL_set1_host(c->ssl, c->host);
+	}
 	if (SSL_connect(c->ssl) != 1) {
 		unsigned long e = ERR_get_error();
+		long v = SSL_get_verify_result(c->ssl);
 		ERR_clear_error();
 		c->tls_failed = true;
-		set_error(c, "TLS handshake failed: %s", e ? ERR_reason_error_string(e) : "connection lost");
+		if (verify && v != X509_V_OK)
+			set_error(c, "TLS certificate not accepted: %s", X509_verify_cert_error_string(v));
+		else
+			set_error(c, "TLS handshake failed: %s", e ? ERR_reason_error_string(e) : "connection lost");
 		return -1;
 	}
 	c->in_len = c->in_pos = 0;
@@ -446,9 +461,10 @@ static bool open_session(struct outbound *o, struct client *c, bool smarthost, e
 	const struct config *cfg = o->cfg;
 	if (read_reply(c) != 220 || ehlo(c) < 0)
 		return false;
-	if ((c->caps & CAP_STARTTLS) && mode != OUTBOUND_TLS_NONE && start_tls(c, o->tls) < 0)
+	if ((c->caps & CAP_STARTTLS) && mode != OUTBOUND_TLS_NONE &&
+	    start_tls(c, o->tls, mode == OUTBOUND_TLS_VERIFY) < 0)
 		return false;
-	if (mode == OUTBOUND_TLS_REQUIRED && c->ssl == NULL) {
+	if ((mode == OUTBOUND_TLS_REQUIRED || mode == OUTBOUND_TLS_VERIFY) && c->ssl == NULL) {
 		set_error(c, "STARTTLS is required but not offered");
 		return false;
 	}

@@ -433,9 +433,18 @@ struct queue_runner *queue_runner_start(struct store *store, struct auth_db *aut
 		SSL_CTX_free(tls);
 		return NULL;
 	}
-	/* Opportunistic TLS (RFC 7435): encryption without authentication beats plaintext. */
+	/* Opportunistic TLS (RFC 7435): encryption without authentication beats plaintext.
+	 * Sessions for smarthost_tls = verify turn verification on for themselves. */
 	SSL_CTX_set_verify(tls, SSL_VERIFY_NONE, NULL);
 	SSL_CTX_set_min_proto_version(tls, TLS1_2_VERSION);
+	if (SSL_CTX_set_default_verify_paths(tls) != 1 ||
+	    (cfg->smarthost_ca != NULL && SSL_CTX_load_verify_locations(tls, cfg->smarthost_ca, NULL) != 1)) {
+		log_error("event=queue_init error=\"cannot load trusted certificates%s%s\"",
+			  cfg->smarthost_ca ? " from " : "", cfg->smarthost_ca ? cfg->smarthost_ca : "");
+		resolver_free(&resolver);
+		SSL_CTX_free(tls);
+		return NULL;
+	}
 	struct queue_runner *r = xcalloc(1, sizeof *r);
 	r->store = store;
 	r->auth = auth;

@@ -932,3 +932,29 @@ def test_sarn_check_reports_broken_queue_entries(sarn_mail):
     out = r.stdout.decode()
     assert r.returncode == 1, out
     assert f"queue: {a}: unreadable envelope" in out and f"queue: {b}: message file missing" in out, out
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_smarthost_tls_verify(sarn_mail, capture_factory, tmp_path, trusted):
+    """smarthost_tls = verify: the smarthost's certificate must chain to a trusted CA
+    (smarthost_ca, else the system's) and name the host: the capture server's self-signed
+    certificate is refused (the message waits, no bounce, and no password is ever sent), and
+    accepted once it is the configured CA."""
+    cap = capture_factory(tls=True, users={"relayuser": "pw"}, auth_require_tls=True)
+    cert = str(tmp_path / "capture-cert.pem")
+    over = {"smarthost_tls": "verify", "smarthost_user": "relayuser", "smarthost_password": "pw"}
+    if trusted:
+        over["smarthost_ca"] = cert
+    srv = qserver(sarn_mail, smarthost=cap, retry_min=300, retry_max=600, **over)
+    assert submit(srv, [FRIEND], make_message(f"verify {trusted}")) == {}
+    if trusted:
+        got = cap.wait(1)
+        assert len(got) == 1 and got[0].tls and got[0].auth == "relayuser"
+        assert wait_queue_empty(srv)
+    else:
+        def waiting():
+            q = queue_list(srv)
+            return q and any("pending" in r and "certificate" in r for r in q[0]["rcpts"])
+        assert wait_for(waiting, 20, 0.2), queue_list(srv)
+        assert cap.received() == [] and cap.auth_attempts == []
+        assert bounces(srv) == []
