@@ -1,7 +1,9 @@
-/* Writing a flag list. */
+/* Flag names and flag lists. */
 #include "imap/flags.h"
 
 #include "store/store.h"
+
+#include <strings.h>
 
 static const struct {
 	const char *name;
@@ -11,6 +13,14 @@ static const struct {
 	{"\\Deleted", STORE_FLAG_DELETED},   {"\\Seen", STORE_FLAG_SEEN},
 	{"\\Draft", STORE_FLAG_DRAFT},
 };
+
+uint32_t imap_system_flag(const char *name)
+{
+	for (size_t j = 0; j < sizeof system_flags / sizeof system_flags[0]; j++)
+		if (strcasecmp(name, system_flags[j].name) == 0)
+			return system_flags[j].flag;
+	return 0;
+}
 
 void imap_format_flags(struct buf *out, uint32_t flags, const char *keywords, bool recent)
 {

@@ -42,8 +42,8 @@ struct queue_runner {
 	pthread_cond_t wake_scheduler;
 	pthread_cond_t wake_workers;
 	bool stopping;
-	char **todo; /* ids handed to the workers, FIFO */
-	size_t ntodo;
+	char **ready; /* ids for the delivery threads, first come first served */
+	size_t nready;
 	char **busy; /* ids queued or being delivered */
 	size_t nbusy;
 	struct domain_slot *slots;
@@ -69,15 +69,21 @@ static void busy_remove(struct queue_runner *r, const char *id)
 }
 
 /* Gives a due message to the delivery threads unless it is already theirs. Under r->lock. */
+/* Under r->lock; takes id. */
+static void push_ready(struct queue_runner *r, char *id)
+{
+	r->ready = xrealloc(r->ready, (r->nready + 1) * sizeof *r->ready);
+	r->ready[r->nready++] = id;
+	pthread_cond_signal(&r->wake_workers);
+}
+
 static void hand_out(struct queue_runner *r, const char *id)
 {
 	if (busy_has(r, id))
 		return;
 	r->busy = xrealloc(r->busy, (r->nbusy + 1) * sizeof *r->busy);
 	r->busy[r->nbusy++] = xstrdup(id);
-	r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
-	r->todo[r->ntodo++] = xstrdup(id);
-	pthread_cond_signal(&r->wake_workers);
+	push_ready(r, xstrdup(id));
 }
 
 static bool slot_acquire(struct queue_runner *r, const char *domain, unsigned limit)
@@ -109,10 +115,8 @@ static void slot_release(struct queue_runner *r, const char *domain)
 		sl->active--;
 		if (sl->nwaiting > 0) {
 			/* The next parked message goes out now; it stays in r->busy. */
-			r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
-			r->todo[r->ntodo++] = sl->waiting[0];
+			push_ready(r, sl->waiting[0]);
 			memmove(sl->waiting, sl->waiting + 1, --sl->nwaiting * sizeof *sl->waiting);
-			pthread_cond_signal(&r->wake_workers);
 		}
 		if (sl->active == 0 && sl->nwaiting == 0) {
 			free(sl->domain);
@@ -137,9 +141,7 @@ static void park(struct queue_runner *r, const char *domain, char *id)
 		}
 	}
 	/* The deliveries ended meanwhile: out again at once. */
-	r->todo = xrealloc(r->todo, (r->ntodo + 1) * sizeof *r->todo);
-	r->todo[r->ntodo++] = id;
-	pthread_cond_signal(&r->wake_workers);
+	push_ready(r, id);
 }
 
 static char *domain_of(const char *address)
@@ -302,12 +304,12 @@ static void *worker_main(void *arg)
 	struct queue_runner *r = arg;
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
-		while (r->ntodo == 0 && !r->stopping)
+		while (r->nready == 0 && !r->stopping)
 			pthread_cond_wait(&r->wake_workers, &r->lock);
 		if (r->stopping)
 			break;
-		char *id = r->todo[0];
-		memmove(r->todo, r->todo + 1, --r->ntodo * sizeof *r->todo);
+		char *id = r->ready[0];
+		memmove(r->ready, r->ready + 1, --r->nready * sizeof *r->ready);
 		pthread_mutex_unlock(&r->lock);
 
 		const char *data_dir = config_current()->data_dir;
@@ -485,8 +487,8 @@ void queue_runner_stop(struct queue_runner **rp)
 	pthread_join(r->scheduler, NULL);
 	for (size_t i = 0; i < r->nworkers; i++)
 		pthread_join(r->workers[i], NULL);
-	for (size_t i = 0; i < r->ntodo; i++)
-		free(r->todo[i]);
+	for (size_t i = 0; i < r->nready; i++)
+		free(r->ready[i]);
 	for (size_t i = 0; i < r->nbusy; i++)
 		free(r->busy[i]);
 	for (size_t i = 0; i < r->nslots; i++) {
@@ -495,7 +497,7 @@ void queue_runner_stop(struct queue_runner **rp)
 		free(r->slots[i].waiting);
 		free(r->slots[i].domain);
 	}
-	free(r->todo);
+	free(r->ready);
 	free(r->busy);
 	free(r->slots);
 	free(r->workers);

@@ -2,6 +2,7 @@
 #include "imap/session/imap-private.h"
 
 #include "core/util.h"
+#include "imap/flags.h"
 #include "imap/quote.h"
 #include "imap/utf7.h"
 
@@ -43,15 +44,6 @@ void imap_write_mailbox(struct imap *s, struct buf *out, const char *name)
 	free(utf7);
 }
 
-static const struct {
-	const char *name;
-	uint32_t flag;
-} system_flags[] = {
-	{"\\Answered", STORE_FLAG_ANSWERED}, {"\\Flagged", STORE_FLAG_FLAGGED},
-	{"\\Deleted", STORE_FLAG_DELETED},   {"\\Seen", STORE_FLAG_SEEN},
-	{"\\Draft", STORE_FLAG_DRAFT},
-};
-
 int imap_parse_flags(const struct imap_arg *arg, size_t nargs, uint32_t *flags_r,
 		     const char **kw, size_t max, size_t *nkw_r, const char **error_r)
 {
@@ -78,16 +70,13 @@ int imap_parse_flags(const struct imap_arg *arg, size_t nargs, uint32_t *flags_r
 			kw[nkw++] = f;
 			continue;
 		}
-		size_t j;
-		for (j = 0; j < sizeof system_flags / sizeof system_flags[0]; j++)
-			if (strcasecmp(f, system_flags[j].name) == 0)
-				break;
-		if (j == sizeof system_flags / sizeof system_flags[0]) {
+		uint32_t flag = imap_system_flag(f);
+		if (flag == 0) {
 			*error_r = strcasecmp(f, "\\Recent") == 0 ? "\\Recent cannot be set"
 								   : "Unknown system flag";
 			return -1;
 		}
-		flags |= system_flags[j].flag;
+		flags |= flag;
 	}
 	*flags_r = flags;
 	*nkw_r = nkw;
